@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: GPL-2.0
+# KSM for Linux 6.12: the one entry point. See README.md.
+#
+#   make test     debug kernel (ours): conformance + our selftests + torture slice
+#   make run      release kernel (ours): the KSM demonstration
+#   make shell    interactive guest shell
+#   make image    build one kernel; last line is the bzImage path
+#   make stress   torture suite (DURATION=600 SEED=...)
+#   make bench    ours vs upstream benchmark (QUICK=1 for a short one)
+#   make patches  export the patch series into out/patches/
+#
+# Variables: KERNEL=ours|upstream  FLAVOR=release|debug  ONLY="t1 t2"
+#            DURATION=s  SEED=n  TIMEOUT=s  KVM=1 (default: TCG)
+
+KERNEL ?= ours
+H := harness
+
+export KERNEL ONLY DURATION SEED TIMEOUT KVM RETRY QUICK
+
+.PHONY: help deps image initramfs test conformance run shell stress bench \
+	patches check-style clean
+
+help:
+	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
+
+deps:
+	@$(H)/deps.sh
+
+image: deps
+	@$(H)/build.sh $(KERNEL) $(or $(FLAVOR),debug)
+
+initramfs: deps
+	@$(H)/guest.sh
+
+test: deps
+	@FLAVOR=$(or $(FLAVOR),debug) $(H)/run.sh test
+
+conformance: deps
+	@FLAVOR=$(or $(FLAVOR),debug) $(H)/run.sh conformance
+
+run: deps
+	@FLAVOR=$(or $(FLAVOR),release) $(H)/run.sh demo
+
+shell: deps
+	@FLAVOR=$(or $(FLAVOR),release) INTERACTIVE=1 $(H)/shell.sh
+
+stress: deps
+	@FLAVOR=$(or $(FLAVOR),debug) DURATION=$(or $(DURATION),600) \
+		TIMEOUT=$$(( $(or $(DURATION),600) * 3 + 900 )) $(H)/run.sh stress
+
+bench: deps
+	@$(H)/bench.sh
+
+patches: deps
+	@$(H)/patches.sh
+
+check-style: deps
+	@$(H)/check-style.sh
+
+clean:
+	rm -rf out/build out/runs out/guest out/patches out/patches-work out/bench

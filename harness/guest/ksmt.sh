@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: GPL-2.0
+# Guest-side test runner, sourced by /init and the plans.
+# Every test is framed on the console by
+#   @@KSMT begin NAME
+#   ... the test's own TAP output ...
+#   @@KSMT end NAME STATUS rc=N secs=S
+# STATUS is pass, fail, skip or flaky (failed once, passed on the retry).
+
+KSM=/sys/kernel/mm/ksm
+
+# Put KSM back to its boot defaults with nothing merged, so one test's
+# leftovers never break the next (merge_across_nodes is EBUSY while pages are
+# shared). Bounded: 120 s at most.
+ksmt_settle() {
+	echo none >$KSM/advisor_mode 2>/dev/null
+	echo 2 >$KSM/run 2>/dev/null
+	i=0
+	while [ $i -lt 1200 ]; do
+		if [ "$(cat $KSM/pages_shared)" = 0 ] &&
+		   [ "$(cat $KSM/pages_sharing)" = 0 ] &&
+		   [ "$(cat $KSM/ksm_zero_pages 2>/dev/null || echo 0)" = 0 ]; then
+			break
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	[ $i -ge 1200 ] && echo "@@KSMT note settle: pages still shared" \
+		"shared=$(cat $KSM/pages_shared) sharing=$(cat $KSM/pages_sharing)"
+	echo 1 >$KSM/merge_across_nodes 2>/dev/null
+	echo 256 >$KSM/max_page_sharing 2>/dev/null
+	echo 0 >$KSM/use_zero_pages 2>/dev/null
+	echo 1 >$KSM/smart_scan 2>/dev/null
+	echo 100 >$KSM/pages_to_scan 2>/dev/null
+	echo 20 >$KSM/sleep_millisecs 2>/dev/null
+	echo 2000 >$KSM/stable_node_chains_prune_millisecs 2>/dev/null
+	echo 0 >$KSM/run
+}
+
+# ksmt_once TIMEOUT CMD... -> exit status of CMD (124+ on timeout)
+ksmt_once() {
+	t=$1
+	shift
+	timeout -s KILL "$t" "$@" </dev/null
+}
+
+# ksmt_run NAME TIMEOUT CMD...
+ksmt_run() {
+	name=$1
+	t=$2
+	shift 2
+	if [ -n "$ONLY" ]; then
+		case ",$ONLY," in
+		*",$name,"*) ;;
+		*) return 0 ;;
+		esac
+	fi
+	if ! command -v "$1" >/dev/null 2>&1; then
+		echo "@@KSMT begin $name"
+		echo "@@KSMT end $name skip rc=127 secs=0 (no binary $1)"
+		return 0
+	fi
+	echo "@@KSMT begin $name"
+	s0=$(date +%s)
+	ksmt_once "$t" "$@"
+	rc=$?
+	ksmt_settle
+	st=fail
+	case $rc in
+	0) st=pass ;;
+	4) st=skip ;;
+	esac
+	if [ $st = fail ] && [ "$RETRY" != 0 ]; then
+		echo "@@KSMT retry $name rc=$rc"
+		ksmt_once "$t" "$@"
+		rc2=$?
+		ksmt_settle
+		[ $rc2 = 0 ] && st=flaky
+	fi
+	echo "@@KSMT end $name $st rc=$rc secs=$(( $(date +%s) - s0 ))"
+}
+
+ONLY=$(arg only)
+RETRY=$(arg retry)
+DURATION=$(arg duration)
+SEED=$(arg seed)
+ksmt_settle
