@@ -1,0 +1,2921 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel Samepage Merging (KSM).
+ *
+ * ksmd walks the page tables of every registered mm (MADV_MERGEABLE or
+ * PR_SET_MEMORY_MERGE), hashes each anonymous page with xxh64 and looks the
+ * hash up in two red-black trees ordered by that hash:
+ *
+ *  - the stable tree holds one node per KSM page (a write-protected page
+ *    mapped in place of identical copies); its hash never goes stale since
+ *    a KSM page is never written;
+ *  - the unstable tree holds tracking items of pages whose hash did not
+ *    change since the previous visit.  It is rebuilt from empty on every
+ *    full scan, and since it is ordered by the hash stored in each item, a
+ *    page that changes after insertion cannot corrupt the tree order: it
+ *    just fails the byte compare.
+ *
+ * A lookup compares page bytes only when hashes are equal, so a miss reads
+ * no page but the one being scanned.  Equal hash with different bytes is a
+ * collision and simply is not a match.
+ *
+ * Lock ordering (outermost first):
+ *
+ *   ksm_thread_mutex          ksmd's scan batches, sysfs writers, run=2,
+ *                             memory hotplug
+ *     mmap_lock               of the mm being worked on; a second mm's
+ *                             lock is only ever trylocked
+ *       folio lock            of the page being merged; a second folio
+ *                             (the KSM page or the unstable partner) is
+ *                             only ever trylocked
+ *         anon_vma lock       (rmap_walk_ksm, collect_procs_ksm)
+ *           page table lock
+ *   ksm_mmlist_lock           spinlock, innermost, never held across
+ *                             anything that sleeps
+ *
+ * The trees, the stable nodes and the tracking items are only changed with
+ * ksm_thread_mutex held.  Additionally a stable node's item list is only
+ * changed with its KSM folio locked, or once that folio is gone: this is
+ * what lets rmap_walk_ksm() and collect_procs_ksm() walk the list under the
+ * folio lock alone.  An mm's item list is only touched by the holder of
+ * ksm_thread_mutex, and the mm_slot being scanned (ksm_scan.mm_slot) is
+ * never freed by __ksm_exit(), which leaves such slots to ksmd.
+ */
+
+#include <linux/errno.h>
+#include <linux/mm.h>
+#include <linux/mm_inline.h>
+#include <linux/fs.h>
+#include <linux/mman.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/coredump.h>
+#include <linux/sched/cputime.h>
+#include <linux/rwsem.h>
+#include <linux/pagemap.h>
+#include <linux/rmap.h>
+#include <linux/spinlock.h>
+#include <linux/xxhash.h>
+#include <linux/delay.h>
+#include <linux/kthread.h>
+#include <linux/wait.h>
+#include <linux/slab.h>
+#include <linux/rbtree.h>
+#include <linux/memory.h>
+#include <linux/mmu_notifier.h>
+#include <linux/swap.h>
+#include <linux/ksm.h>
+#include <linux/hashtable.h>
+#include <linux/freezer.h>
+#include <linux/oom.h>
+#include <linux/numa.h>
+#include <linux/pagewalk.h>
+#include <linux/highmem.h>
+#include <linux/string.h>
+
+#include <asm/tlbflush.h>
+#include "internal.h"
+#include "mm_slot.h"
+
+#define CREATE_TRACE_POINTS
+#include <trace/events/ksm.h>
+
+#ifdef CONFIG_NUMA
+#define NUMA(x)		(x)
+#define DO_NUMA(x)	do { (x); } while (0)
+#else
+#define NUMA(x)		(0)
+#define DO_NUMA(x)	do { } while (0)
+#endif
+
+/*
+ * Tracking item: one per scanned page of a registered mm.  Kept small (56
+ * bytes on 64-bit) because there is one for every candidate page: the low
+ * bits of the page-aligned address carry state, and the unstable and
+ * stable states share storage.
+ */
+struct ksm_rmap_item {
+	struct ksm_rmap_item *rmap_list;	/* next in mm, by address */
+	struct mm_struct *mm;
+	unsigned long address;			/* page address | ITEM_* */
+	union {
+		struct {			/* unstable tree or untracked */
+			struct rb_node node;
+			u64 hash;		/* content hash at last visit */
+		};
+		struct {			/* stable (mapping a KSM page) */
+			struct anon_vma *anon_vma;	/* pinned reference */
+			struct ksm_stable_node *head;
+			struct hlist_node hlist;
+		};
+	};
+};
+
+#define ITEM_UNSTABLE		BIT(0)	/* in the unstable tree ... */
+#define ITEM_STABLE		BIT(1)
+#define ITEM_SEQ_SHIFT		2	/* ... of this scan generation */
+#define ITEM_SEQ_MASK		(7UL << ITEM_SEQ_SHIFT)
+#define ITEM_AGE_SHIFT		5	/* smart scan: unmerged visits */
+#define ITEM_AGE_MASK		(7UL << ITEM_AGE_SHIFT)
+#define ITEM_SKIP_SHIFT		8	/* smart scan: visits left to skip */
+#define ITEM_SKIP_MASK		(15UL << ITEM_SKIP_SHIFT)
+#define ITEM_FLAGS_MASK		(~PAGE_MASK)
+
+static_assert(ITEM_SKIP_MASK < PAGE_SIZE);
+
+enum ksm_node_kind {
+	NODE_REGULAR,		/* in a stable tree, maps a KSM page */
+	NODE_CHAIN,		/* in a stable tree, holds dups */
+	NODE_DUP,		/* on a chain's list, maps a KSM page */
+	NODE_MIGRATE,		/* out of the trees, waiting to be re-filed */
+};
+
+/*
+ * Stable node: one per KSM page (regular or dup), plus one per chain.
+ * A chain replaces a regular node once its KSM page is shared
+ * max_page_sharing times, and gathers KSM pages of identical content.
+ */
+struct ksm_stable_node {
+	union {
+		struct rb_node node;		/* REGULAR, CHAIN */
+		struct list_head list;		/* MIGRATE */
+		struct {			/* DUP */
+			struct hlist_node hlist_dup;
+			struct ksm_stable_node *chain;
+		};
+	};
+	struct hlist_head hlist;	/* items; dups for a chain */
+	union {
+		unsigned long kpfn;		/* pfn of the KSM page */
+		unsigned long prune_time;	/* CHAIN: last stale check */
+	};
+	u64 hash;
+	unsigned int rmap_hlist_len;	/* items; dups for a chain */
+	unsigned short nid;		/* stable tree this node is filed in */
+	unsigned char kind;
+};
+
+struct ksm_mm_slot {
+	struct mm_slot slot;
+	struct ksm_rmap_item *rmap_list;
+};
+
+/* Scan cursor; only ksmd (under ksm_thread_mutex) moves it. */
+struct ksm_scan {
+	struct ksm_mm_slot *mm_slot;
+	unsigned long address;
+	struct ksm_rmap_item **rmap_list;
+	unsigned long seqnr;
+};
+
+/* A page collected by the range walk, processed after the walk. */
+struct ksm_cand {
+	unsigned long addr;
+	struct page *page;
+	struct ksm_rmap_item *item;
+};
+
+#define KSM_BATCH	32
+
+static struct rb_root one_stable_tree[1] = { RB_ROOT };
+static struct rb_root one_unstable_tree[1] = { RB_ROOT };
+static struct rb_root *root_stable_tree = one_stable_tree;
+static struct rb_root *root_unstable_tree = one_unstable_tree;
+static int ksm_nr_node_ids = 1;
+
+/* KSM pages migrated to another NUMA node, waiting to be re-filed. */
+static LIST_HEAD(migrate_nodes);
+
+#define MM_SLOTS_HASH_BITS 10
+static DEFINE_HASHTABLE(mm_slots_hash, MM_SLOTS_HASH_BITS);
+
+static struct ksm_mm_slot ksm_mm_head = {
+	.slot.mm_node = LIST_HEAD_INIT(ksm_mm_head.slot.mm_node),
+};
+static struct ksm_scan ksm_scan = {
+	.mm_slot = &ksm_mm_head,
+};
+
+static struct kmem_cache *rmap_item_cache;
+static struct kmem_cache *stable_node_cache;
+static struct kmem_cache *mm_slot_cache;
+
+/* Statistics; written under ksm_thread_mutex, read locklessly. */
+static unsigned long ksm_pages_scanned;
+static unsigned long ksm_pages_shared;
+static unsigned long ksm_stable_items;
+static unsigned long ksm_pages_unshared;
+static unsigned long ksm_rmap_items;
+static unsigned long ksm_pages_skipped;
+static unsigned long ksm_stable_node_chains;
+static unsigned long ksm_stable_node_dups;
+static unsigned long ksm_full_scans;
+atomic_long_t ksm_zero_pages = ATOMIC_LONG_INIT(0);
+
+/* Tunables. */
+static unsigned int ksm_thread_pages_to_scan = 100;
+static unsigned int ksm_thread_sleep_millisecs = 20;
+static int ksm_max_page_sharing = 256;
+static unsigned int ksm_stable_node_chains_prune_millisecs = 2000;
+static bool ksm_use_zero_pages __read_mostly;
+static bool ksm_smart_scan = true;
+#ifdef CONFIG_NUMA
+static unsigned int ksm_merge_across_nodes = 1;
+#else
+#define ksm_merge_across_nodes	1U
+#endif
+
+enum ksm_advisor_type {
+	KSM_ADVISOR_NONE,
+	KSM_ADVISOR_SCAN_TIME,
+};
+static enum ksm_advisor_type ksm_advisor;
+static unsigned int ksm_advisor_max_cpu = 70;
+static unsigned long ksm_advisor_target_scan_time = 200;	/* seconds */
+static unsigned long ksm_advisor_min_pages_to_scan = 500;
+static unsigned long ksm_advisor_max_pages_to_scan = 30000;
+static ktime_t ksm_advisor_scan_start;
+static u64 ksm_advisor_cpu_start;
+
+#define KSM_RUN_STOP	0
+#define KSM_RUN_MERGE	1
+#define KSM_RUN_UNMERGE	2
+#define KSM_RUN_OFFLINE	4
+static unsigned long ksm_run = KSM_RUN_STOP;
+
+static DECLARE_WAIT_QUEUE_HEAD(ksm_thread_wait);
+static DECLARE_WAIT_QUEUE_HEAD(ksm_iter_wait);
+static DEFINE_MUTEX(ksm_thread_mutex);
+static DEFINE_SPINLOCK(ksm_mmlist_lock);
+
+/* Set when a new full scan is due: drain per-cpu LRU batches first. */
+static bool ksm_need_drain = true;
+static unsigned long ksm_last_sweep;
+
+static u64 zero_hash __read_mostly;
+
+static void remove_stale_node(struct ksm_stable_node *node);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static inline unsigned long item_addr(const struct ksm_rmap_item *item)
+{
+	return item->address & PAGE_MASK;
+}
+
+static inline unsigned long item_seq(const struct ksm_rmap_item *item)
+{
+	return (item->address & ITEM_SEQ_MASK) >> ITEM_SEQ_SHIFT;
+}
+
+static inline unsigned long cur_seq(void)
+{
+	return ksm_scan.seqnr & (ITEM_SEQ_MASK >> ITEM_SEQ_SHIFT);
+}
+
+static inline bool item_in_unstable_tree(const struct ksm_rmap_item *item)
+{
+	return (item->address & ITEM_UNSTABLE) && item_seq(item) == cur_seq();
+}
+
+static inline unsigned int item_field(const struct ksm_rmap_item *item,
+				      unsigned long mask, int shift)
+{
+	return (item->address & mask) >> shift;
+}
+
+static inline void item_set_field(struct ksm_rmap_item *item,
+				  unsigned long mask, int shift,
+				  unsigned long val)
+{
+	item->address = (item->address & ~mask) | ((val << shift) & mask);
+}
+
+static inline bool ksm_test_exit(struct mm_struct *mm)
+{
+	return atomic_read(&mm->mm_users) == 0;
+}
+
+static inline int get_kpfn_nid(unsigned long kpfn)
+{
+	return ksm_merge_across_nodes ? 0 : NUMA(pfn_to_nid(kpfn));
+}
+
+static inline struct ksm_stable_node *folio_stable_node(const struct folio *folio)
+{
+	if (!folio_test_ksm(folio))
+		return NULL;
+	return (struct ksm_stable_node *)((unsigned long)folio->mapping &
+					  ~PAGE_MAPPING_FLAGS);
+}
+
+static inline void *node_mapping(const struct ksm_stable_node *node)
+{
+	return (void *)((unsigned long)node | PAGE_MAPPING_KSM);
+}
+
+static inline void folio_set_stable_node(struct folio *folio,
+					 struct ksm_stable_node *node)
+{
+	VM_WARN_ON_FOLIO(folio_test_anon(folio) && folio_test_ksm(folio), folio);
+	WRITE_ONCE(folio->mapping, node_mapping(node));
+}
+
+static u64 page_hash(struct page *page)
+{
+	void *addr = kmap_local_page(page);
+	u64 hash = xxh64(addr, PAGE_SIZE, 0);
+
+	kunmap_local(addr);
+	return hash;
+}
+
+static bool page_is_zero(struct page *page)
+{
+	void *addr = kmap_local_page(page);
+	bool zero = !memchr_inv(addr, 0, PAGE_SIZE);
+
+	kunmap_local(addr);
+	return zero;
+}
+
+static struct ksm_rmap_item *alloc_rmap_item(void)
+{
+	struct ksm_rmap_item *item;
+
+	item = kmem_cache_zalloc(rmap_item_cache, GFP_KERNEL |
+				 __GFP_NORETRY | __GFP_NOWARN);
+	if (item)
+		ksm_rmap_items++;
+	return item;
+}
+
+static void free_rmap_item(struct ksm_rmap_item *item)
+{
+	ksm_rmap_items--;
+	item->mm->ksm_rmap_items--;
+	item->mm = NULL;
+	kmem_cache_free(rmap_item_cache, item);
+}
+
+static struct ksm_stable_node *alloc_stable_node(void)
+{
+	return kmem_cache_zalloc(stable_node_cache, GFP_KERNEL |
+				 __GFP_NORETRY | __GFP_NOWARN);
+}
+
+static void free_stable_node(struct ksm_stable_node *node)
+{
+	VM_BUG_ON(node->rmap_hlist_len && node->kind != NODE_CHAIN);
+	kmem_cache_free(stable_node_cache, node);
+}
+
+static struct ksm_mm_slot *get_mm_slot(struct mm_struct *mm)
+{
+	struct mm_slot *slot = mm_slot_lookup(mm_slots_hash, mm);
+
+	return slot ? mm_slot_entry(slot, struct ksm_mm_slot, slot) : NULL;
+}
+
+static inline bool vma_ksm_compatible(struct vm_area_struct *vma)
+{
+	if (vma->vm_flags & (VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO |
+			     VM_DONTEXPAND | VM_HUGETLB | VM_MIXEDMAP |
+			     VM_DROPPABLE))
+		return false;
+	if (vma_is_dax(vma))
+		return false;
+#ifdef VM_SAO
+	if (vma->vm_flags & VM_SAO)
+		return false;
+#endif
+#ifdef VM_SPARC_ADI
+	if (vma->vm_flags & VM_SPARC_ADI)
+		return false;
+#endif
+	return true;
+}
+
+static struct vm_area_struct *find_mergeable_vma(struct mm_struct *mm,
+						 unsigned long addr)
+{
+	struct vm_area_struct *vma;
+
+	if (ksm_test_exit(mm))
+		return NULL;
+	vma = vma_lookup(mm, addr);
+	if (!vma || !(vma->vm_flags & VM_MERGEABLE) || !vma->anon_vma)
+		return NULL;
+	return vma;
+}
+
+/* ---- stable nodes ------------------------------------------------------ */
+
+static struct rb_root *node_root(struct ksm_stable_node *node)
+{
+	return root_stable_tree + node->nid;
+}
+
+/*
+ * Take @node out of whatever holds it (tree, chain or migrate list).
+ * A chain left without dups goes away too.
+ */
+static void unlink_stable_node(struct ksm_stable_node *node)
+{
+	struct ksm_stable_node *chain;
+
+	switch (node->kind) {
+	case NODE_REGULAR:
+		rb_erase(&node->node, node_root(node));
+		break;
+	case NODE_DUP:
+		chain = node->chain;
+		hlist_del(&node->hlist_dup);
+		ksm_stable_node_dups--;
+		if (--chain->rmap_hlist_len == 0) {
+			rb_erase(&chain->node, node_root(chain));
+			ksm_stable_node_chains--;
+			free_stable_node(chain);
+		}
+		break;
+	case NODE_MIGRATE:
+		list_del(&node->list);
+		break;
+	default:
+		VM_BUG_ON(1);
+	}
+}
+
+static void stable_item_detach(struct ksm_rmap_item *item)
+{
+	struct ksm_stable_node *node = item->head;
+
+	hlist_del(&item->hlist);
+	if (--node->rmap_hlist_len == 0)
+		ksm_pages_shared--;
+	ksm_stable_items--;
+	item->mm->ksm_merging_pages--;
+	trace_ksm_remove_rmap_item(node->kpfn, item, item->mm);
+	put_anon_vma(item->anon_vma);
+	item->head = NULL;
+	item->address &= ~(ITEM_STABLE | ITEM_AGE_MASK | ITEM_SKIP_MASK);
+	item->hash = 0;
+}
+
+/* The KSM page of @node is gone: forget the node and its items. */
+static void remove_stale_node(struct ksm_stable_node *node)
+{
+	struct ksm_rmap_item *item;
+	struct hlist_node *tmp;
+
+	hlist_for_each_entry_safe(item, tmp, &node->hlist, hlist)
+		stable_item_detach(item);
+	trace_ksm_remove_ksm_page(node->kpfn);
+	unlink_stable_node(node);
+	free_stable_node(node);
+}
+
+/*
+ * Return the KSM folio of @node with a reference held (and locked if
+ * @lock), or NULL after dropping the node if its page is gone.  The pfn is
+ * re-read whenever it may have changed: folio_migrate_ksm() moves it to
+ * the new folio while the old one is frozen or still locked.
+ */
+static struct folio *get_ksm_folio(struct ksm_stable_node *node, bool lock)
+{
+	void *expected = node_mapping(node);
+	struct folio *folio;
+	unsigned long kpfn;
+
+again:
+	kpfn = READ_ONCE(node->kpfn);
+	folio = pfn_folio(kpfn);
+	if (READ_ONCE(folio->mapping) != expected)
+		goto stale;
+	if (!folio_try_get(folio)) {
+		/* Being freed, or frozen by migration: wait for the outcome. */
+		cond_resched();
+		goto again;
+	}
+	if (READ_ONCE(folio->mapping) != expected) {
+		folio_put(folio);
+		goto stale;
+	}
+	if (lock) {
+		folio_lock(folio);
+		if (READ_ONCE(folio->mapping) != expected) {
+			folio_unlock(folio);
+			folio_put(folio);
+			goto stale;
+		}
+	}
+	smp_rmb();
+	if (READ_ONCE(node->kpfn) != kpfn) {
+		/* Migrated to a new folio meanwhile. */
+		if (lock)
+			folio_unlock(folio);
+		folio_put(folio);
+		goto again;
+	}
+	return folio;
+
+stale:
+	/* Pairs with the smp_wmb() in folio_migrate_ksm(). */
+	smp_rmb();
+	if (READ_ONCE(node->kpfn) != kpfn)
+		goto again;
+	remove_stale_node(node);
+	return NULL;
+}
+
+/* Detach @item from its stable node, under that node's folio lock. */
+static void remove_item_from_stable(struct ksm_rmap_item *item)
+{
+	struct folio *folio = get_ksm_folio(item->head, true);
+
+	/* If the folio is gone, the stale node took the item with it. */
+	if (!folio)
+		return;
+	if (item->address & ITEM_STABLE)
+		stable_item_detach(item);
+	folio_unlock(folio);
+	folio_put(folio);
+}
+
+static struct rb_root *unstable_root_of(struct ksm_rmap_item *item)
+{
+	struct rb_node *top = &item->node;
+	int nid;
+
+	while (rb_parent(top))
+		top = rb_parent(top);
+	for (nid = 0; nid < ksm_nr_node_ids; nid++)
+		if (root_unstable_tree[nid].rb_node == top)
+			return root_unstable_tree + nid;
+	VM_BUG_ON(1);
+	return NULL;
+}
+
+static void remove_item_from_unstable(struct ksm_rmap_item *item)
+{
+	if (item_in_unstable_tree(item)) {
+		rb_erase(&item->node, unstable_root_of(item));
+		ksm_pages_unshared--;
+	}
+	item->address &= ~(ITEM_UNSTABLE | ITEM_SEQ_MASK);
+}
+
+static void remove_item_from_tree(struct ksm_rmap_item *item)
+{
+	if (item->address & ITEM_STABLE)
+		remove_item_from_stable(item);
+	else if (item->address & ITEM_UNSTABLE)
+		remove_item_from_unstable(item);
+}
+
+/* Free the items from *@link to the end of the list. */
+static void remove_trailing_items(struct ksm_rmap_item **link)
+{
+	while (*link) {
+		struct ksm_rmap_item *item = *link;
+
+		*link = item->rmap_list;
+		remove_item_from_tree(item);
+		free_rmap_item(item);
+		cond_resched();
+	}
+}
+
+/* ---- page table work ------------------------------------------------- */
+
+/*
+ * Make the PTE mapping @page at @addr read-only, and make sure nobody can
+ * write to the page behind our back: the PTE is cleared and flushed first
+ * so that GUP-fast cannot take new references, then the refcount must
+ * match the mappings (a pin or any other user makes us give up), and an
+ * exclusive anon page must be markable as shared.  On success *@orig gets
+ * the PTE now installed, for replace_page() to check.
+ */
+static int write_protect_page(struct vm_area_struct *vma, struct folio *folio,
+			      struct page *page, unsigned long addr,
+			      pte_t *orig)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
+	struct mmu_notifier_range range;
+	bool anon_exclusive;
+	pte_t entry;
+	int err = -EFAULT;
+
+	if (WARN_ON_ONCE(folio_test_large(folio)))
+		return err;
+
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
+				addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+
+	if (!page_vma_mapped_walk(&pvmw))
+		goto out_mn;
+	if (WARN_ONCE(!pvmw.pte, "unexpected PMD mapping"))
+		goto out_unlock;
+
+	entry = ptep_get(pvmw.pte);
+	if (!pte_present(entry) || pte_page(entry) != page)
+		goto out_unlock;
+
+	anon_exclusive = PageAnonExclusive(page);
+	if (pte_write(entry) || pte_dirty(entry) || anon_exclusive ||
+	    mm_tlb_flush_pending(mm)) {
+		int swapped = folio_test_swapcache(folio);
+
+		flush_cache_page(vma, addr, page_to_pfn(page));
+		entry = ptep_clear_flush(vma, addr, pvmw.pte);
+		/* mappings + our reference + swap cache, nothing else */
+		if (folio_mapcount(folio) + 1 + swapped !=
+		    folio_ref_count(folio)) {
+			set_pte_at(mm, addr, pvmw.pte, entry);
+			goto out_unlock;
+		}
+		if (anon_exclusive &&
+		    folio_try_share_anon_rmap_pte(folio, page)) {
+			set_pte_at(mm, addr, pvmw.pte, entry);
+			goto out_unlock;
+		}
+		if (pte_dirty(entry))
+			folio_mark_dirty(folio);
+		entry = pte_mkclean(pte_wrprotect(entry));
+		set_pte_at(mm, addr, pvmw.pte, entry);
+	} else if (folio_maybe_dma_pinned(folio)) {
+		goto out_unlock;
+	}
+	*orig = entry;
+	err = 0;
+
+out_unlock:
+	page_vma_mapped_walk_done(&pvmw);
+out_mn:
+	mmu_notifier_invalidate_range_end(&range);
+	return err;
+}
+
+/*
+ * Map @kpage (a locked KSM page, or the zero page) at @addr in place of
+ * @page, whose PTE must still be @orig.  @page's folio is locked.
+ */
+static int replace_page(struct vm_area_struct *vma, struct page *page,
+			struct page *kpage, unsigned long addr, pte_t orig)
+{
+	struct folio *folio = page_folio(page);
+	struct mm_struct *mm = vma->vm_mm;
+	struct mmu_notifier_range range;
+	pte_t *ptep, newpte, cur;
+	spinlock_t *ptl;
+	pmd_t *pmd, pmde;
+	int err = -EFAULT;
+
+	pmd = mm_find_pmd(mm, addr);
+	if (!pmd)
+		return err;
+	pmde = pmdp_get_lockless(pmd);
+	if (!pmd_present(pmde) || pmd_trans_huge(pmde))
+		return err;
+
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
+				addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+
+	ptep = pte_offset_map_lock(mm, pmd, addr, &ptl);
+	if (!ptep)
+		goto out_mn;
+	cur = ptep_get(ptep);
+	/* The accessed bit may have been set by hardware meanwhile. */
+	if (!pte_same(pte_mkold(cur), pte_mkold(orig)))
+		goto out_unlock;
+
+	if (!is_zero_pfn(page_to_pfn(kpage))) {
+		struct folio *kfolio = page_folio(kpage);
+
+		folio_get(kfolio);
+		folio_add_anon_rmap_pte(kfolio, kpage, vma, addr, RMAP_NONE);
+		newpte = pte_wrprotect(mk_pte(kpage, vma->vm_page_prot));
+	} else {
+		/* The dirty bit tells is_ksm_zero_pte() that KSM put it here. */
+		newpte = pte_mkdirty(pte_wrprotect(pte_mkspecial(
+				pfn_pte(page_to_pfn(kpage), vma->vm_page_prot))));
+		ksm_map_zero_page(mm);
+		dec_mm_counter(mm, MM_ANONPAGES);
+	}
+	if (pte_uffd_wp(orig))
+		newpte = pte_mkuffd_wp(newpte);
+	if (pte_soft_dirty(orig))
+		newpte = pte_mksoft_dirty(newpte);
+
+	flush_cache_page(vma, addr, pte_pfn(cur));
+	ptep_clear_flush(vma, addr, ptep);
+	set_pte_at(mm, addr, ptep, newpte);
+
+	folio_remove_rmap_pte(folio, page, vma);
+	if (!folio_mapped(folio))
+		folio_free_swap(folio);
+	folio_put(folio);
+	err = 0;
+
+out_unlock:
+	pte_unmap_unlock(ptep, ptl);
+out_mn:
+	mmu_notifier_invalidate_range_end(&range);
+	return err;
+}
+
+/*
+ * Lock the folio of @page (which we hold a reference on), splitting it
+ * first if it is large.  Returns the locked small folio or NULL.
+ */
+static struct folio *lock_small_folio(struct page *page, bool trylock)
+{
+	struct folio *folio = page_folio(page);
+
+	if (trylock) {
+		if (!folio_trylock(folio))
+			return NULL;
+	} else {
+		folio_lock(folio);
+	}
+	if (folio_test_large(folio)) {
+		if (!folio_test_anon(folio) || split_huge_page(page)) {
+			folio_unlock(folio);
+			return NULL;
+		}
+		/* The lock and our reference moved to @page's folio. */
+		folio = page_folio(page);
+	}
+	return folio;
+}
+
+/* ---- unmerging -------------------------------------------------------- */
+
+/*
+ * Break COW on a KSM page or KSM zero page mapped at @addr, so the mm gets
+ * a private copy of its data.  Called with the mmap_lock held.
+ */
+static int break_ksm(struct vm_area_struct *vma, unsigned long addr)
+{
+	vm_fault_t ret = 0;
+
+	do {
+		struct folio_walk fw;
+		struct folio *folio;
+		bool ksm_page = false;
+
+		cond_resched();
+		folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
+		if (folio) {
+			if (fw.level == FW_LEVEL_PTE)
+				ksm_page = folio_test_ksm(folio) ||
+					   is_ksm_zero_pte(fw.pte);
+			folio_walk_end(&fw, vma);
+		}
+		if (!ksm_page)
+			return 0;
+		ret = handle_mm_fault(vma, addr,
+				      FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE,
+				      NULL);
+	} while (!(ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_OOM |
+			  VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE)));
+
+	return (ret & VM_FAULT_OOM) ? -ENOMEM : 0;
+}
+
+static int unmerge_ksm_pages(struct vm_area_struct *vma, unsigned long start,
+			     unsigned long end)
+{
+	unsigned long addr;
+	int err = 0;
+
+	for (addr = start; addr < end && !err; addr += PAGE_SIZE) {
+		if (ksm_test_exit(vma->vm_mm))
+			break;
+		if (signal_pending(current))
+			err = -ERESTARTSYS;
+		else
+			err = break_ksm(vma, addr);
+	}
+	return err;
+}
+
+/* ---- trees ------------------------------------------------------------ */
+
+/* First node in @root whose hash equals @hash, in tree order. */
+static struct rb_node *first_with_hash(struct rb_root *root, u64 hash,
+				       size_t offset)
+{
+	struct rb_node *n = root->rb_node, *found = NULL;
+
+	while (n) {
+		u64 h = *(u64 *)((char *)n + offset);
+
+		if (hash < h) {
+			n = n->rb_left;
+		} else if (hash > h) {
+			n = n->rb_right;
+		} else {
+			found = n;
+			n = n->rb_left;
+		}
+	}
+	return found;
+}
+
+#define STABLE_HASH_OFF	(offsetof(struct ksm_stable_node, hash) - \
+			 offsetof(struct ksm_stable_node, node))
+#define UNSTABLE_HASH_OFF (offsetof(struct ksm_rmap_item, hash) - \
+			   offsetof(struct ksm_rmap_item, node))
+
+/* At most this many equal-hash entries are byte-compared per lookup. */
+#define KSM_MAX_COLLISIONS	8
+
+static void rb_insert_by_hash(struct rb_root *root, struct rb_node *new,
+			      u64 hash, size_t offset)
+{
+	struct rb_node **link = &root->rb_node, *parent = NULL;
+
+	while (*link) {
+		parent = *link;
+		if (hash < *(u64 *)((char *)parent + offset))
+			link = &parent->rb_left;
+		else
+			link = &parent->rb_right;
+	}
+	rb_link_node(new, parent, link);
+	rb_insert_color(new, root);
+}
+
+/*
+ * A KSM page of @node now lives on another NUMA node than the tree it is
+ * filed in: take it out, to be re-filed at the start of the next scan.
+ */
+static bool stable_node_misplaced(struct ksm_stable_node *node,
+				  struct folio *folio)
+{
+	if (ksm_merge_across_nodes || folio_nid(folio) == node->nid)
+		return false;
+	unlink_stable_node(node);
+	node->kind = NODE_MIGRATE;
+	list_add(&node->list, &migrate_nodes);
+	return true;
+}
+
+/* Turn chain @chain back into a regular node if one dup is left. */
+static void chain_collapse(struct ksm_stable_node *chain)
+{
+	struct ksm_stable_node *dup;
+
+	if (chain->rmap_hlist_len != 1)
+		return;
+	dup = hlist_entry(chain->hlist.first, struct ksm_stable_node,
+			  hlist_dup);
+	hlist_del(&dup->hlist_dup);
+	dup->kind = NODE_REGULAR;
+	dup->nid = chain->nid;
+	rb_replace_node(&chain->node, &dup->node, node_root(chain));
+	ksm_stable_node_dups--;
+	ksm_stable_node_chains--;
+	chain->rmap_hlist_len = 0;
+	free_stable_node(chain);
+}
+
+/* Drop stale dups of @chain if the prune interval has passed. */
+static bool chain_prune(struct ksm_stable_node *chain, bool force)
+{
+	struct ksm_stable_node *dup;
+	struct hlist_node *tmp;
+	unsigned long len = chain->rmap_hlist_len;
+	unsigned long interval;
+
+	interval = msecs_to_jiffies(READ_ONCE(ksm_stable_node_chains_prune_millisecs));
+	if (!force && time_before(jiffies, chain->prune_time + interval))
+		return false;
+	chain->prune_time = jiffies;
+	hlist_for_each_entry_safe(dup, tmp, &chain->hlist, hlist_dup) {
+		struct folio *folio;
+
+		/* The last dup going away frees the chain. */
+		if (chain->rmap_hlist_len == 1 && !dup->hlist_dup.next) {
+			folio = get_ksm_folio(dup, false);
+			if (!folio)
+				return true;
+		} else {
+			folio = get_ksm_folio(dup, false);
+			if (!folio)
+				continue;
+		}
+		if (stable_node_misplaced(dup, folio)) {
+			folio_put(folio);
+			if (len == 1)
+				return true;
+			len--;
+			continue;
+		}
+		folio_put(folio);
+	}
+	if (chain->rmap_hlist_len == 1) {
+		chain_collapse(chain);
+		return true;
+	}
+	return chain->rmap_hlist_len != len;
+}
+
+/*
+ * Find a KSM page with the content of @page in stable tree @nid that can
+ * take one more mapping.  Returns it with a reference held, and its node.
+ */
+static struct folio *stable_tree_search(struct page *page, u64 hash, int nid,
+					struct ksm_stable_node **nodep)
+{
+	struct rb_root *root = root_stable_tree + nid;
+	struct rb_node *rb;
+	int tries;
+
+again:
+	tries = 0;
+	for (rb = first_with_hash(root, hash, STABLE_HASH_OFF);
+	     rb && tries < KSM_MAX_COLLISIONS; rb = rb_next(rb)) {
+		struct ksm_stable_node *s = rb_entry(rb, struct ksm_stable_node,
+						     node);
+		struct ksm_stable_node *cand = NULL, *dup;
+		struct folio *folio;
+
+		if (s->hash != hash)
+			break;
+		if (s->kind == NODE_CHAIN) {
+			if (chain_prune(s, false))
+				goto again;
+			hlist_for_each_entry(dup, &s->hlist, hlist_dup) {
+				if (dup->rmap_hlist_len < ksm_max_page_sharing) {
+					cand = dup;
+					break;
+				}
+			}
+		} else if (s->rmap_hlist_len < ksm_max_page_sharing) {
+			cand = s;
+		}
+		if (!cand)
+			continue;
+		tries++;
+		folio = get_ksm_folio(cand, false);
+		if (!folio)
+			goto again;
+		if (stable_node_misplaced(cand, folio)) {
+			folio_put(folio);
+			goto again;
+		}
+		if (!PageHWPoison(folio_page(folio, 0)) &&
+		    pages_identical(page, folio_page(folio, 0))) {
+			*nodep = cand;
+			return folio;
+		}
+		folio_put(folio);
+	}
+	return NULL;
+}
+
+/*
+ * File new KSM page node @node (kpfn, hash and nid set) in the stable tree.
+ * If a KSM page with the same content is already filed there (it must be
+ * full, or we would have merged into it), the two become dups of a chain.
+ */
+static void stable_tree_insert(struct ksm_stable_node *node,
+			       struct page *kpage)
+{
+	struct rb_root *root = node_root(node);
+	struct ksm_stable_node *chain = NULL;
+	struct rb_node *rb;
+	int tries = 0;
+
+again:
+	for (rb = first_with_hash(root, node->hash, STABLE_HASH_OFF);
+	     rb && tries < KSM_MAX_COLLISIONS; rb = rb_next(rb)) {
+		struct ksm_stable_node *s = rb_entry(rb, struct ksm_stable_node,
+						     node);
+		struct ksm_stable_node *any;
+		struct folio *folio;
+
+		if (s->hash != node->hash)
+			break;
+		tries++;
+		any = s;
+		if (s->kind == NODE_CHAIN)
+			any = hlist_entry(s->hlist.first,
+					  struct ksm_stable_node, hlist_dup);
+		folio = get_ksm_folio(any, false);
+		if (!folio)
+			goto again;
+		if (pages_identical(kpage, folio_page(folio, 0))) {
+			folio_put(folio);
+			chain = s;
+			break;
+		}
+		folio_put(folio);
+	}
+
+	if (!chain) {
+		node->kind = NODE_REGULAR;
+		rb_insert_by_hash(root, &node->node, node->hash,
+				  STABLE_HASH_OFF);
+		return;
+	}
+
+	if (chain->kind != NODE_CHAIN) {
+		struct ksm_stable_node *old = chain;
+
+		chain = alloc_stable_node();
+		if (!chain) {
+			/* Keep both as separate regular nodes. */
+			node->kind = NODE_REGULAR;
+			rb_insert_by_hash(root, &node->node, node->hash,
+					  STABLE_HASH_OFF);
+			return;
+		}
+		chain->kind = NODE_CHAIN;
+		chain->hash = old->hash;
+		chain->nid = old->nid;
+		chain->prune_time = jiffies;
+		rb_replace_node(&old->node, &chain->node, root);
+		old->kind = NODE_DUP;
+		old->chain = chain;
+		hlist_add_head(&old->hlist_dup, &chain->hlist);
+		chain->rmap_hlist_len = 1;
+		ksm_stable_node_chains++;
+		ksm_stable_node_dups++;
+	}
+	node->kind = NODE_DUP;
+	node->chain = chain;
+	hlist_add_head(&node->hlist_dup, &chain->hlist);
+	chain->rmap_hlist_len++;
+	ksm_stable_node_dups++;
+}
+
+/* Add @item to @node, whose folio is locked. */
+static void stable_item_attach(struct ksm_stable_node *node,
+			       struct ksm_rmap_item *item,
+			       struct anon_vma *anon_vma)
+{
+	get_anon_vma(anon_vma);
+	item->anon_vma = anon_vma;
+	item->head = node;
+	hlist_add_head(&item->hlist, &node->hlist);
+	if (node->rmap_hlist_len++ == 0)
+		ksm_pages_shared++;
+	ksm_stable_items++;
+	item->mm->ksm_merging_pages++;
+	item->address &= ~(ITEM_UNSTABLE | ITEM_SEQ_MASK | ITEM_AGE_MASK |
+			   ITEM_SKIP_MASK);
+	item->address |= ITEM_STABLE;
+}
+
+/* Re-file KSM pages that moved to another NUMA node. */
+static void refile_migrated_nodes(void)
+{
+	struct ksm_stable_node *node, *tmp;
+
+	list_for_each_entry_safe(node, tmp, &migrate_nodes, list) {
+		struct folio *folio = get_ksm_folio(node, false);
+
+		if (!folio)
+			continue;
+		list_del(&node->list);
+		node->nid = get_kpfn_nid(folio_pfn(folio));
+		node->kind = NODE_REGULAR;
+		rb_insert_by_hash(node_root(node), &node->node, node->hash,
+				  STABLE_HASH_OFF);
+		folio_put(folio);
+		cond_resched();
+	}
+}
+
+/*
+ * Look at every stable node; drop those whose page is gone.  With @pfn_end
+ * set, also drop those whose kpfn lies in [@pfn_start, @pfn_end) (memory
+ * being offlined: a live KSM page there would have been migrated away).
+ */
+static void sweep_stable_nodes(unsigned long pfn_start, unsigned long pfn_end)
+{
+	struct ksm_stable_node *node, *dup, *tmp;
+	struct hlist_node *htmp;
+	struct rb_node *rb;
+	int nid;
+
+	for (nid = 0; nid < ksm_nr_node_ids; nid++) {
+again:
+		for (rb = rb_first(root_stable_tree + nid); rb;
+		     rb = rb_next(rb)) {
+			node = rb_entry(rb, struct ksm_stable_node, node);
+			if (node->kind == NODE_CHAIN) {
+				hlist_for_each_entry_safe(dup, htmp,
+							  &node->hlist,
+							  hlist_dup) {
+					if (dup->kpfn >= pfn_start &&
+					    dup->kpfn < pfn_end) {
+						bool last = node->rmap_hlist_len == 1;
+
+						remove_stale_node(dup);
+						if (last)
+							goto again;
+					}
+				}
+				if (chain_prune(node, true))
+					goto again;
+			} else if (node->kpfn >= pfn_start &&
+				   node->kpfn < pfn_end) {
+				remove_stale_node(node);
+				goto again;
+			} else {
+				struct folio *folio = get_ksm_folio(node, false);
+
+				if (!folio)
+					goto again;
+				folio_put(folio);
+			}
+			cond_resched();
+		}
+	}
+	list_for_each_entry_safe(node, tmp, &migrate_nodes, list) {
+		if (node->kpfn >= pfn_start && node->kpfn < pfn_end)
+			remove_stale_node(node);
+	}
+}
+
+/* ---- merging ------------------------------------------------------------ */
+
+/* Map zero page in place of @page if it is (still) all zeroes. */
+static int try_to_merge_zero(struct ksm_rmap_item *item, struct page *page)
+{
+	struct mm_struct *mm = item->mm;
+	unsigned long addr = item_addr(item);
+	struct vm_area_struct *vma;
+	struct folio *folio;
+	pte_t orig;
+	int err = -EFAULT;
+
+	mmap_read_lock(mm);
+	vma = find_mergeable_vma(mm, addr);
+	if (!vma)
+		goto out;
+	folio = lock_small_folio(page, false);
+	if (!folio)
+		goto out;
+	if (folio_test_anon(folio) && !folio_test_ksm(folio)) {
+		err = write_protect_page(vma, folio, page, addr, &orig);
+		if (!err && !page_is_zero(page))
+			err = -EBUSY;
+		if (!err)
+			err = replace_page(vma, page, ZERO_PAGE(addr), addr,
+					   orig);
+	}
+	folio_unlock(folio);
+out:
+	mmap_read_unlock(mm);
+	return err;
+}
+
+/* Map KSM page @kfolio (of @node) in place of @page. */
+static int try_to_merge_with_kpage(struct ksm_rmap_item *item,
+				   struct page *page, struct folio *kfolio,
+				   struct ksm_stable_node *node)
+{
+	struct mm_struct *mm = item->mm;
+	unsigned long addr = item_addr(item);
+	struct page *kpage = folio_page(kfolio, 0);
+	struct vm_area_struct *vma;
+	struct folio *folio;
+	pte_t orig;
+	int err = -EFAULT;
+
+	mmap_read_lock(mm);
+	vma = find_mergeable_vma(mm, addr);
+	if (!vma)
+		goto out;
+	folio = lock_small_folio(page, false);
+	if (!folio)
+		goto out;
+	if (folio == kfolio || !folio_test_anon(folio) ||
+	    folio_test_ksm(folio))
+		goto out_unlock;
+	err = -EBUSY;
+	if (!folio_trylock(kfolio))
+		goto out_unlock;
+	if (folio_stable_node(kfolio) != node ||
+	    node->rmap_hlist_len >= ksm_max_page_sharing)
+		goto out_unlock_both;
+
+	err = write_protect_page(vma, folio, page, addr, &orig);
+	if (!err && !pages_identical(page, kpage))
+		err = -EBUSY;
+	if (!err)
+		err = replace_page(vma, page, kpage, addr, orig);
+	if (!err)
+		stable_item_attach(node, item, vma->anon_vma);
+out_unlock_both:
+	folio_unlock(kfolio);
+out_unlock:
+	folio_unlock(folio);
+out:
+	mmap_read_unlock(mm);
+	trace_ksm_merge_with_ksm_page(kfolio, page_to_pfn(page), item, mm, err);
+	return err;
+}
+
+/*
+ * Merge @page (of @item) and @tpage (of unstable tree item @titem): @page
+ * becomes a new KSM page and @tpage's mapping is replaced by it.
+ */
+static int try_to_merge_two_pages(struct ksm_rmap_item *item,
+				  struct page *page,
+				  struct ksm_rmap_item *titem,
+				  struct page *tpage, u64 hash)
+{
+	struct mm_struct *mm = item->mm, *tmm = titem->mm;
+	unsigned long addr = item_addr(item), taddr = item_addr(titem);
+	struct vm_area_struct *vma, *tvma;
+	struct ksm_stable_node *node = NULL;
+	struct folio *folio, *tfolio;
+	void *old_mapping;
+	pte_t orig, torig;
+	int err = -EFAULT;
+
+	mmap_read_lock(mm);
+	vma = find_mergeable_vma(mm, addr);
+	if (!vma)
+		goto out;
+	if (tmm != mm && !mmap_read_trylock(tmm)) {
+		err = -EBUSY;
+		goto out;
+	}
+	tvma = find_mergeable_vma(tmm, taddr);
+	if (!tvma)
+		goto out_tmm;
+
+	folio = lock_small_folio(page, false);
+	if (!folio)
+		goto out_tmm;
+	tfolio = lock_small_folio(tpage, true);
+	if (!tfolio)
+		goto out_unlock;
+	if (folio == tfolio || !folio_test_anon(folio) ||
+	    folio_test_ksm(folio) || !folio_test_anon(tfolio) ||
+	    folio_test_ksm(tfolio))
+		goto out_unlock_both;
+
+	err = write_protect_page(vma, folio, page, addr, &orig);
+	if (!err)
+		err = write_protect_page(tvma, tfolio, tpage, taddr, &torig);
+	/* Both are read-only now: this compare is final. */
+	if (!err && !pages_identical(page, tpage))
+		err = -EBUSY;
+	if (!err) {
+		node = alloc_stable_node();
+		if (!node)
+			err = -ENOMEM;
+	}
+	if (err)
+		goto out_unlock_both;
+
+	old_mapping = folio->mapping;
+	folio_set_stable_node(folio, node);
+	err = replace_page(tvma, tpage, page, taddr, torig);
+	if (err) {
+		/*
+		 * Nobody could have looked at the folio as a KSM page: that
+		 * needs its lock, which we hold.  Make it plain anon again.
+		 */
+		WRITE_ONCE(folio->mapping, old_mapping);
+		free_stable_node(node);
+		goto out_unlock_both;
+	}
+	node->kpfn = folio_pfn(folio);
+	node->hash = hash;
+	node->nid = get_kpfn_nid(node->kpfn);
+	stable_tree_insert(node, page);
+	stable_item_attach(node, item, vma->anon_vma);
+	stable_item_attach(node, titem, tvma->anon_vma);
+
+out_unlock_both:
+	folio_unlock(tfolio);
+out_unlock:
+	folio_unlock(folio);
+out_tmm:
+	if (tmm != mm)
+		mmap_read_unlock(tmm);
+out:
+	mmap_read_unlock(mm);
+	trace_ksm_merge_one_page(page_to_pfn(page), item, mm, err);
+	return err;
+}
+
+/*
+ * Get the page mapped by unstable tree item @titem, with a reference, if
+ * it is still an anonymous non-KSM page in a mergeable VMA.
+ */
+static struct page *get_mergeable_page(struct ksm_rmap_item *titem)
+{
+	struct mm_struct *mm = titem->mm;
+	struct vm_area_struct *vma;
+	struct page *page = NULL;
+	struct folio_walk fw;
+	struct folio *folio;
+
+	mmap_read_lock(mm);
+	vma = find_mergeable_vma(mm, item_addr(titem));
+	if (!vma)
+		goto out;
+	folio = folio_walk_start(&fw, vma, item_addr(titem), 0);
+	if (folio) {
+		if (folio_test_anon(folio) && !folio_test_ksm(folio) &&
+		    !folio_is_zone_device(folio) && folio_try_get(folio))
+			page = fw.page;
+		folio_walk_end(&fw, vma);
+	}
+out:
+	mmap_read_unlock(mm);
+	return page;
+}
+
+/*
+ * Look for an item with the content of @page in unstable tree @nid.  If
+ * found, take it out of the tree and return it with its page in *@tpagep.
+ * Otherwise insert @item and return NULL.
+ */
+static struct ksm_rmap_item *
+unstable_tree_search_insert(struct ksm_rmap_item *item, struct page *page,
+			    u64 hash, int nid, struct page **tpagep)
+{
+	struct rb_root *root = root_unstable_tree + nid;
+	struct rb_node *rb;
+	int tries;
+
+again:
+	tries = 0;
+	for (rb = first_with_hash(root, hash, UNSTABLE_HASH_OFF);
+	     rb && tries < KSM_MAX_COLLISIONS; rb = rb_next(rb)) {
+		struct ksm_rmap_item *t = rb_entry(rb, struct ksm_rmap_item,
+						   node);
+		struct page *tpage;
+
+		if (t->hash != hash)
+			break;
+		tries++;
+		tpage = get_mergeable_page(t);
+		if (!tpage) {
+			/* Gone or changed beyond use: drop it from the tree. */
+			remove_item_from_unstable(t);
+			goto again;
+		}
+		if (page_folio(tpage) == page_folio(page) ||
+		    get_kpfn_nid(page_to_pfn(tpage)) != nid) {
+			put_page(tpage);
+			continue;
+		}
+		if (pages_identical(page, tpage)) {
+			remove_item_from_unstable(t);
+			*tpagep = tpage;
+			return t;
+		}
+		put_page(tpage);
+	}
+
+	item->hash = hash;
+	rb_insert_by_hash(root, &item->node, hash, UNSTABLE_HASH_OFF);
+	item->address &= ~ITEM_SEQ_MASK;
+	item->address |= ITEM_UNSTABLE | (cur_seq() << ITEM_SEQ_SHIFT);
+	ksm_pages_unshared++;
+	return NULL;
+}
+
+/* Smart scan: how many scans to skip after @age unmerged visits. */
+static unsigned int skips_for_age(unsigned int age)
+{
+	if (age < 2)
+		return 0;
+	return min(1U << (age - 2), 8U);
+}
+
+static void item_unmerged_visit(struct ksm_rmap_item *item)
+{
+	unsigned int age = item_field(item, ITEM_AGE_MASK, ITEM_AGE_SHIFT);
+
+	if (!ksm_smart_scan)
+		return;
+	if (age < 7)
+		age++;
+	item_set_field(item, ITEM_AGE_MASK, ITEM_AGE_SHIFT, age);
+	item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT,
+		       skips_for_age(age));
+}
+
+static void item_reset_age(struct ksm_rmap_item *item)
+{
+	item->address &= ~(ITEM_AGE_MASK | ITEM_SKIP_MASK);
+}
+
+/* @page is mapped at @item's address and is already a KSM page. */
+static void adopt_ksm_page(struct ksm_rmap_item *item, struct page *page)
+{
+	struct folio *folio = page_folio(page);
+	struct mm_struct *mm = item->mm;
+	struct vm_area_struct *vma;
+	struct ksm_stable_node *node;
+
+	mmap_read_lock(mm);
+	vma = find_mergeable_vma(mm, item_addr(item));
+	if (vma) {
+		folio_lock(folio);
+		node = folio_stable_node(folio);
+		if (node && node->kind != NODE_CHAIN)
+			stable_item_attach(node, item, vma->anon_vma);
+		folio_unlock(folio);
+	}
+	mmap_read_unlock(mm);
+}
+
+/* Process one scanned page: @page is mapped at @item's address. */
+static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
+{
+	struct folio *folio = page_folio(page);
+	struct ksm_stable_node *node;
+	struct ksm_rmap_item *titem;
+	struct folio *kfolio;
+	struct page *tpage;
+	u64 hash;
+	int nid;
+
+	ksm_pages_scanned++;
+
+	/* Left over from an earlier generation, or we re-file it anyway. */
+	if (item->address & ITEM_UNSTABLE)
+		remove_item_from_unstable(item);
+
+	if (folio_test_ksm(folio)) {
+		node = folio_stable_node(folio);
+		if ((item->address & ITEM_STABLE) && item->head == node)
+			return;
+		if (item->address & ITEM_STABLE)
+			remove_item_from_stable(item);
+		adopt_ksm_page(item, page);
+		return;
+	}
+	/* The KSM page was replaced (COW, swap): not stable any more. */
+	if (item->address & ITEM_STABLE)
+		remove_item_from_stable(item);
+
+	if (ksm_smart_scan) {
+		unsigned int skip = item_field(item, ITEM_SKIP_MASK,
+					       ITEM_SKIP_SHIFT);
+
+		if (skip) {
+			item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT,
+				       skip - 1);
+			ksm_pages_skipped++;
+			return;
+		}
+	}
+
+	hash = page_hash(page);
+
+	if (ksm_use_zero_pages && hash == zero_hash && page_is_zero(page)) {
+		if (!try_to_merge_zero(item, page)) {
+			item->hash = 0;
+			return;
+		}
+	}
+
+	nid = get_kpfn_nid(page_to_pfn(page));
+	kfolio = stable_tree_search(page, hash, nid, &node);
+	if (kfolio) {
+		int err = try_to_merge_with_kpage(item, page, kfolio, node);
+
+		folio_put(kfolio);
+		if (!err)
+			return;
+	}
+
+	/* Only pages that did not change since the last visit go on. */
+	if (item->hash != hash) {
+		item->hash = hash;
+		item_reset_age(item);
+		return;
+	}
+
+	titem = unstable_tree_search_insert(item, page, hash, nid, &tpage);
+	if (titem) {
+		int err = try_to_merge_two_pages(item, page, titem, tpage,
+						 hash);
+
+		put_page(tpage);
+		if (!err)
+			return;
+		/* Both stay out of the tree until their next visit. */
+		item->hash = hash;
+		titem->hash = hash;
+		return;
+	}
+	item_unmerged_visit(item);
+}
+
+/* ---- scanning ---------------------------------------------------------- */
+
+/*
+ * Return the item for @addr, freeing items for lower addresses that no
+ * longer map a candidate page.
+ */
+static struct ksm_rmap_item *get_next_item(struct ksm_mm_slot *slot,
+					   unsigned long addr)
+{
+	struct ksm_rmap_item *item;
+
+	while (*ksm_scan.rmap_list) {
+		item = *ksm_scan.rmap_list;
+		if (item_addr(item) == addr) {
+			ksm_scan.rmap_list = &item->rmap_list;
+			return item;
+		}
+		if (item_addr(item) > addr)
+			break;
+		*ksm_scan.rmap_list = item->rmap_list;
+		remove_item_from_tree(item);
+		free_rmap_item(item);
+	}
+
+	item = alloc_rmap_item();
+	if (item) {
+		item->mm = slot->slot.mm;
+		item->mm->ksm_rmap_items++;
+		item->address = addr;
+		item->rmap_list = *ksm_scan.rmap_list;
+		*ksm_scan.rmap_list = item;
+		ksm_scan.rmap_list = &item->rmap_list;
+	}
+	return item;
+}
+
+/*
+ * Collect candidate pages of @vma from *@addrp on, one PMD's worth of PTEs
+ * under one page table lock at a time.  A large folio ends the batch, so
+ * that we hold a single reference to it when splitting it.
+ */
+static int collect_candidates(struct vm_area_struct *vma, unsigned long *addrp,
+			      struct ksm_cand *cand, int max, bool *stop)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	unsigned long addr = *addrp, end = vma->vm_end;
+	int n = 0;
+
+	while (addr < end && n < max && !*stop) {
+		unsigned long next = pmd_addr_end(addr, end);
+		pte_t *start_pte, *pte;
+		spinlock_t *ptl;
+		pmd_t *pmd, pmde;
+
+		pmd = mm_find_pmd(mm, addr);
+		if (!pmd)
+			goto next_pmd;
+		pmde = pmdp_get_lockless(pmd);
+		if (pmd_trans_huge(pmde)) {
+			struct page *page = NULL;
+
+			if (n) {
+				*stop = true;
+				break;
+			}
+			ptl = pmd_lock(mm, pmd);
+			pmde = *pmd;
+			if (pmd_trans_huge(pmde))
+				page = vm_normal_page_pmd(vma, addr, pmde);
+			if (page) {
+				struct folio *folio = page_folio(page);
+
+				page += (addr & ~HPAGE_PMD_MASK) >> PAGE_SHIFT;
+				if (folio_test_anon(folio) &&
+				    folio_try_get(folio)) {
+					cand[n].addr = addr;
+					cand[n].page = page;
+					n++;
+				}
+			}
+			spin_unlock(ptl);
+			addr += PAGE_SIZE;
+			*stop = true;
+			break;
+		}
+		start_pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
+		if (!start_pte)
+			goto next_pmd;
+		for (pte = start_pte; addr < next && n < max;
+		     addr += PAGE_SIZE, pte++) {
+			pte_t ptent = ptep_get(pte);
+			struct folio *folio;
+			struct page *page;
+
+			if (!pte_present(ptent))
+				continue;
+			page = vm_normal_page(vma, addr, ptent);
+			if (!page)
+				continue;
+			folio = page_folio(page);
+			if (!folio_test_anon(folio) ||
+			    folio_is_zone_device(folio))
+				continue;
+			if (folio_test_large(folio) && n) {
+				*stop = true;
+				break;
+			}
+			if (!folio_try_get(folio))
+				continue;
+			cand[n].addr = addr;
+			cand[n].page = page;
+			n++;
+			if (folio_test_large(folio)) {
+				addr += PAGE_SIZE;
+				*stop = true;
+				break;
+			}
+		}
+		pte_unmap_unlock(start_pte, ptl);
+		continue;
+next_pmd:
+		addr = next;
+	}
+	*addrp = addr;
+	return n;
+}
+
+static void ksm_start_full_scan(void)
+{
+	int nid;
+
+	ksm_scan.seqnr++;
+	for (nid = 0; nid < ksm_nr_node_ids; nid++)
+		root_unstable_tree[nid] = RB_ROOT;
+	ksm_pages_unshared = 0;
+	refile_migrated_nodes();
+	if (time_after(jiffies, ksm_last_sweep +
+		       msecs_to_jiffies(READ_ONCE(ksm_stable_node_chains_prune_millisecs)))) {
+		sweep_stable_nodes(0, 0);
+		ksm_last_sweep = jiffies;
+	}
+	ksm_advisor_scan_start = ktime_get();
+	ksm_advisor_cpu_start = task_sched_runtime(current);
+	trace_ksm_start_scan(ksm_scan.seqnr, ksm_rmap_items);
+}
+
+static void ksm_advisor_end_scan(void)
+{
+	s64 scan_ns = ktime_to_ns(ktime_sub(ktime_get(),
+					    ksm_advisor_scan_start));
+	u64 cpu_ns = task_sched_runtime(current) - ksm_advisor_cpu_start;
+	u64 target_ns = (u64)ksm_advisor_target_scan_time * NSEC_PER_SEC;
+	unsigned long pages = ksm_thread_pages_to_scan, want;
+	unsigned int cpu_percent;
+
+	if (ksm_advisor != KSM_ADVISOR_SCAN_TIME || scan_ns <= 0 || !target_ns)
+		return;
+	cpu_percent = div64_u64(cpu_ns * 100, scan_ns);
+
+	/* Rate needed to finish a scan in the target time ... */
+	want = div64_u64((u64)pages * scan_ns, target_ns);
+	if (!want)
+		want = 1;
+	/* ... but not more CPU than allowed ... */
+	if (cpu_percent > ksm_advisor_max_cpu && cpu_percent)
+		want = min_t(unsigned long, want,
+			     (u64)pages * ksm_advisor_max_cpu / cpu_percent);
+	/* ... approached smoothly, within bounds. */
+	want = (pages + want) / 2;
+	want = clamp(want, ksm_advisor_min_pages_to_scan,
+		     ksm_advisor_max_pages_to_scan);
+	WRITE_ONCE(ksm_thread_pages_to_scan, want);
+	trace_ksm_advisor(scan_ns, want, cpu_percent);
+}
+
+static void ksm_end_full_scan(void)
+{
+	ksm_full_scans++;
+	ksm_need_drain = true;
+	ksm_advisor_end_scan();
+	trace_ksm_stop_scan(ksm_scan.seqnr, ksm_rmap_items);
+}
+
+/* Free the slot of an exited mm (ksmd is done with its items). */
+static void drop_exited_slot(struct ksm_mm_slot *slot)
+{
+	struct mm_struct *mm = slot->slot.mm;
+
+	hash_del(&slot->slot.hash);
+	list_del(&slot->slot.mm_node);
+	mm_slot_free(mm_slot_cache, slot);
+	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
+	clear_bit(MMF_VM_MERGEABLE, &mm->flags);
+}
+
+/*
+ * Fill @cand with up to @max pages from the current position of the scan,
+ * attaching their items.  Returns the count, or -1 if nothing to scan.
+ */
+static int scan_collect(struct ksm_cand *cand, int max)
+{
+	struct ksm_mm_slot *slot = ksm_scan.mm_slot;
+	struct vm_area_struct *vma;
+	struct mm_struct *mm;
+	bool stop = false, done = true;
+	int n = 0, i;
+
+	if (list_empty(&ksm_mm_head.slot.mm_node))
+		return -1;
+
+	if (slot == &ksm_mm_head) {
+		ksm_start_full_scan();
+		spin_lock(&ksm_mmlist_lock);
+		slot = list_entry(slot->slot.mm_node.next, struct ksm_mm_slot,
+				  slot.mm_node);
+		ksm_scan.mm_slot = slot;
+		spin_unlock(&ksm_mmlist_lock);
+		if (slot == &ksm_mm_head)
+			return -1;
+		ksm_scan.address = 0;
+		ksm_scan.rmap_list = &slot->rmap_list;
+	}
+
+	mm = slot->slot.mm;
+	mmap_read_lock(mm);
+	if (!ksm_test_exit(mm)) {
+		VMA_ITERATOR(vmi, mm, ksm_scan.address);
+
+		for_each_vma(vmi, vma) {
+			if (!(vma->vm_flags & VM_MERGEABLE) || !vma->anon_vma)
+				continue;
+			if (ksm_scan.address < vma->vm_start)
+				ksm_scan.address = vma->vm_start;
+			n += collect_candidates(vma, &ksm_scan.address,
+						cand + n, max - n, &stop);
+			if (n >= max || stop) {
+				done = false;
+				break;
+			}
+			if (need_resched() || mmap_lock_is_contended(mm)) {
+				if (ksm_scan.address < vma->vm_end) {
+					done = false;
+					break;
+				}
+			}
+			cond_resched();
+		}
+	}
+	for (i = 0; i < n; i++) {
+		cand[i].item = get_next_item(slot, cand[i].addr);
+		if (!cand[i].item)
+			break;
+	}
+	if (i < n) {
+		/* Out of memory: drop the rest, retry them next time. */
+		int j;
+
+		ksm_scan.address = cand[i].addr;
+		for (j = i; j < n; j++)
+			put_page(cand[j].page);
+		done = false;
+		n = i;
+	}
+	if (!done) {
+		mmap_read_unlock(mm);
+		return n;
+	}
+
+	/* Reached the end of this mm: forget items past the last page. */
+	remove_trailing_items(ksm_scan.rmap_list);
+
+	spin_lock(&ksm_mmlist_lock);
+	ksm_scan.mm_slot = list_entry(slot->slot.mm_node.next,
+				      struct ksm_mm_slot, slot.mm_node);
+	ksm_scan.address = 0;
+	ksm_scan.rmap_list = &ksm_scan.mm_slot->rmap_list;
+	if (ksm_test_exit(mm)) {
+		drop_exited_slot(slot);
+		spin_unlock(&ksm_mmlist_lock);
+		mmap_read_unlock(mm);
+		trace_ksm_exit(mm);
+		mmdrop(mm);
+	} else {
+		spin_unlock(&ksm_mmlist_lock);
+		mmap_read_unlock(mm);
+	}
+	if (ksm_scan.mm_slot == &ksm_mm_head)
+		ksm_end_full_scan();
+	return n;
+}
+
+static void ksm_do_scan(unsigned int budget)
+{
+	/* Only ksmd scans, under ksm_thread_mutex. */
+	static struct ksm_cand cand[KSM_BATCH];
+
+	while (budget) {
+		int n = scan_collect(cand, min_t(unsigned int, budget,
+						 KSM_BATCH));
+		int i;
+
+		if (n < 0)
+			return;
+		for (i = 0; i < n; i++) {
+			cmp_and_merge_page(cand[i].item, cand[i].page);
+			put_page(cand[i].page);
+			cond_resched();
+		}
+		budget -= min_t(unsigned int, budget, max(n, 1));
+		if (ksm_scan.mm_slot == &ksm_mm_head && !n)
+			return;
+	}
+}
+
+static bool ksmd_should_run(void)
+{
+	return (ksm_run & KSM_RUN_MERGE) && !(ksm_run & KSM_RUN_OFFLINE) &&
+	       !list_empty(&ksm_mm_head.slot.mm_node);
+}
+
+static int ksm_scan_thread(void *nothing)
+{
+	unsigned int sleep_ms;
+
+	set_freezable();
+	set_user_nice(current, 5);
+
+	while (!kthread_should_stop()) {
+		/* Outside the mutex: it waits on per-cpu work. */
+		if (READ_ONCE(ksm_need_drain) && ksmd_should_run()) {
+			lru_add_drain_all();
+			WRITE_ONCE(ksm_need_drain, false);
+		}
+		mutex_lock(&ksm_thread_mutex);
+		if (ksmd_should_run())
+			ksm_do_scan(READ_ONCE(ksm_thread_pages_to_scan));
+		mutex_unlock(&ksm_thread_mutex);
+
+		if (ksmd_should_run()) {
+			sleep_ms = READ_ONCE(ksm_thread_sleep_millisecs);
+			wait_event_freezable_timeout(ksm_iter_wait,
+				sleep_ms != READ_ONCE(ksm_thread_sleep_millisecs) ||
+				kthread_should_stop(),
+				msecs_to_jiffies(sleep_ms));
+		} else {
+			wait_event_freezable(ksm_thread_wait,
+				ksmd_should_run() || kthread_should_stop());
+		}
+	}
+	return 0;
+}
+
+/* ---- registration ---------------------------------------------------- */
+
+int __ksm_enter(struct mm_struct *mm)
+{
+	struct ksm_mm_slot *slot;
+	struct mm_slot *ms;
+	bool needs_wakeup;
+
+	slot = mm_slot_alloc(mm_slot_cache);
+	if (!slot)
+		return -ENOMEM;
+	ms = &slot->slot;
+
+	spin_lock(&ksm_mmlist_lock);
+	needs_wakeup = list_empty(&ksm_mm_head.slot.mm_node);
+	mm_slot_insert(mm_slots_hash, mm, ms);
+	/* At the tail: scanned at the end of the current pass. */
+	list_add_tail(&slot->slot.mm_node, &ksm_mm_head.slot.mm_node);
+	spin_unlock(&ksm_mmlist_lock);
+
+	set_bit(MMF_VM_MERGEABLE, &mm->flags);
+	mmgrab(mm);
+
+	if (needs_wakeup)
+		wake_up_interruptible(&ksm_thread_wait);
+	trace_ksm_enter(mm);
+	return 0;
+}
+
+void __ksm_exit(struct mm_struct *mm)
+{
+	struct ksm_mm_slot *slot;
+	bool easy = false;
+
+	/*
+	 * Called from __mmput() with mm_users already 0.  A slot with no
+	 * items, that ksmd is not scanning, can go right away; otherwise
+	 * ksmd notices ksm_test_exit() and frees items and slot itself
+	 * (it never touches page tables of an exited mm).
+	 */
+	spin_lock(&ksm_mmlist_lock);
+	slot = get_mm_slot(mm);
+	if (slot && ksm_scan.mm_slot != slot) {
+		if (!slot->rmap_list) {
+			hash_del(&slot->slot.hash);
+			list_del(&slot->slot.mm_node);
+			easy = true;
+		} else {
+			list_move(&slot->slot.mm_node,
+				  &ksm_scan.mm_slot->slot.mm_node);
+		}
+	}
+	spin_unlock(&ksm_mmlist_lock);
+
+	if (easy) {
+		mm_slot_free(mm_slot_cache, slot);
+		clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
+		clear_bit(MMF_VM_MERGEABLE, &mm->flags);
+		trace_ksm_exit(mm);
+		mmdrop(mm);
+	}
+}
+
+static void __ksm_add_vma(struct vm_area_struct *vma)
+{
+	if (vma->vm_flags & VM_MERGEABLE)
+		return;
+	if (vma_ksm_compatible(vma))
+		vm_flags_set(vma, VM_MERGEABLE);
+}
+
+void ksm_add_vma(struct vm_area_struct *vma)
+{
+	if (test_bit(MMF_VM_MERGE_ANY, &vma->vm_mm->flags))
+		__ksm_add_vma(vma);
+}
+
+static void ksm_add_vmas(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	VMA_ITERATOR(vmi, mm, 0);
+
+	for_each_vma(vmi, vma)
+		__ksm_add_vma(vma);
+}
+
+static int ksm_del_vmas(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	int err;
+	VMA_ITERATOR(vmi, mm, 0);
+
+	for_each_vma(vmi, vma) {
+		if (!(vma->vm_flags & VM_MERGEABLE))
+			continue;
+		if (vma->anon_vma) {
+			err = unmerge_ksm_pages(vma, vma->vm_start,
+						vma->vm_end);
+			if (err)
+				return err;
+		}
+		vm_flags_clear(vma, VM_MERGEABLE);
+	}
+	return 0;
+}
+
+int ksm_enable_merge_any(struct mm_struct *mm)
+{
+	int err;
+
+	mmap_assert_write_locked(mm);
+	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags))
+		return 0;
+	if (!test_bit(MMF_VM_MERGEABLE, &mm->flags)) {
+		err = __ksm_enter(mm);
+		if (err)
+			return err;
+	}
+	set_bit(MMF_VM_MERGE_ANY, &mm->flags);
+	ksm_add_vmas(mm);
+	return 0;
+}
+
+int ksm_disable_merge_any(struct mm_struct *mm)
+{
+	int err;
+
+	mmap_assert_write_locked(mm);
+	if (!test_bit(MMF_VM_MERGE_ANY, &mm->flags))
+		return 0;
+	err = ksm_del_vmas(mm);
+	if (err) {
+		/* Leave everything as it was. */
+		ksm_add_vmas(mm);
+		return err;
+	}
+	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
+	return 0;
+}
+
+int ksm_disable(struct mm_struct *mm)
+{
+	mmap_assert_write_locked(mm);
+	if (!test_bit(MMF_VM_MERGEABLE, &mm->flags))
+		return 0;
+	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags))
+		return ksm_disable_merge_any(mm);
+	return ksm_del_vmas(mm);
+}
+
+int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
+		unsigned long end, int advice, unsigned long *vm_flags)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	int err;
+
+	switch (advice) {
+	case MADV_MERGEABLE:
+		if (*vm_flags & VM_MERGEABLE)
+			return 0;
+		if (!vma_ksm_compatible(vma))
+			return 0;
+		if (!test_bit(MMF_VM_MERGEABLE, &mm->flags)) {
+			err = __ksm_enter(mm);
+			if (err)
+				return err;
+		}
+		*vm_flags |= VM_MERGEABLE;
+		break;
+
+	case MADV_UNMERGEABLE:
+		if (!(*vm_flags & VM_MERGEABLE))
+			return 0;
+		if (vma->anon_vma) {
+			err = unmerge_ksm_pages(vma, start, end);
+			if (err)
+				return err;
+		}
+		*vm_flags &= ~VM_MERGEABLE;
+		break;
+	}
+	return 0;
+}
+EXPORT_SYMBOL_GPL(ksm_madvise);
+
+/*
+ * run=2: break every KSM mapping and forget every item.  Called with
+ * ksm_thread_mutex held.
+ */
+static int unmerge_and_remove_all_rmap_items(void)
+{
+	struct ksm_mm_slot *slot, *next;
+	struct vm_area_struct *vma;
+	struct mm_struct *mm;
+	int err = 0;
+
+	spin_lock(&ksm_mmlist_lock);
+	slot = list_entry(ksm_mm_head.slot.mm_node.next, struct ksm_mm_slot,
+			  slot.mm_node);
+	ksm_scan.mm_slot = slot;
+	spin_unlock(&ksm_mmlist_lock);
+
+	while (slot != &ksm_mm_head) {
+		mm = slot->slot.mm;
+		mmap_read_lock(mm);
+		if (!ksm_test_exit(mm)) {
+			VMA_ITERATOR(vmi, mm, 0);
+
+			for_each_vma(vmi, vma) {
+				if (!(vma->vm_flags & VM_MERGEABLE) ||
+				    !vma->anon_vma)
+					continue;
+				err = unmerge_ksm_pages(vma, vma->vm_start,
+							vma->vm_end);
+				if (err)
+					break;
+			}
+		}
+		remove_trailing_items(&slot->rmap_list);
+		mmap_read_unlock(mm);
+		if (err)
+			break;
+
+		spin_lock(&ksm_mmlist_lock);
+		next = list_entry(slot->slot.mm_node.next, struct ksm_mm_slot,
+				  slot.mm_node);
+		ksm_scan.mm_slot = next;
+		if (ksm_test_exit(mm)) {
+			drop_exited_slot(slot);
+			spin_unlock(&ksm_mmlist_lock);
+			trace_ksm_exit(mm);
+			mmdrop(mm);
+		} else {
+			spin_unlock(&ksm_mmlist_lock);
+		}
+		slot = next;
+		cond_resched();
+	}
+
+	/* Forget KSM pages that nobody maps any more. */
+	sweep_stable_nodes(0, 0);
+	ksm_last_sweep = jiffies;
+
+	spin_lock(&ksm_mmlist_lock);
+	ksm_scan.mm_slot = &ksm_mm_head;
+	spin_unlock(&ksm_mmlist_lock);
+	ksm_scan.seqnr++;
+	return err;
+}
+
+/* ---- rmap ------------------------------------------------------------ */
+
+/*
+ * Visit every mapping of KSM @folio (locked).  Each item names an anon_vma
+ * and an address; the item's own mm is visited on the first pass, and
+ * forked children sharing the page through the same anon_vma (which may
+ * have no item yet) on the second.
+ */
+void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
+{
+	struct ksm_stable_node *node;
+	struct ksm_rmap_item *item;
+	int pass;
+
+	VM_BUG_ON_FOLIO(!folio_test_ksm(folio), folio);
+	VM_BUG_ON_FOLIO(!folio_test_locked(folio), folio);
+
+	node = folio_stable_node(folio);
+	if (!node)
+		return;
+
+	for (pass = 0; pass < 2; pass++) {
+		hlist_for_each_entry(item, &node->hlist, hlist) {
+			struct anon_vma *anon_vma = item->anon_vma;
+			unsigned long addr = item_addr(item);
+			struct anon_vma_chain *vmac;
+
+			cond_resched();
+			if (!anon_vma_trylock_read(anon_vma)) {
+				if (rwc->try_lock) {
+					rwc->contended = true;
+					return;
+				}
+				anon_vma_lock_read(anon_vma);
+			}
+			anon_vma_interval_tree_foreach(vmac, &anon_vma->rb_root,
+						       0, ULONG_MAX) {
+				struct vm_area_struct *vma = vmac->vma;
+
+				cond_resched();
+				if (addr < vma->vm_start || addr >= vma->vm_end)
+					continue;
+				if ((vma->vm_mm == item->mm) != (pass == 0))
+					continue;
+				if (rwc->invalid_vma &&
+				    rwc->invalid_vma(vma, rwc->arg))
+					continue;
+				if (!rwc->rmap_one(folio, vma, addr, rwc->arg) ||
+				    (rwc->done && rwc->done(folio))) {
+					anon_vma_unlock_read(anon_vma);
+					return;
+				}
+			}
+			anon_vma_unlock_read(anon_vma);
+		}
+	}
+}
+
+#ifdef CONFIG_MEMORY_FAILURE
+/* Collect the processes mapping hwpoisoned KSM @folio (locked). */
+void collect_procs_ksm(struct folio *folio, struct page *page,
+		       struct list_head *to_kill, int force_early)
+{
+	struct ksm_stable_node *node = folio_stable_node(folio);
+	struct ksm_rmap_item *item;
+	struct task_struct *tsk;
+
+	if (!node)
+		return;
+	hlist_for_each_entry(item, &node->hlist, hlist) {
+		struct anon_vma *av = item->anon_vma;
+		unsigned long addr = item_addr(item);
+
+		anon_vma_lock_read(av);
+		rcu_read_lock();
+		for_each_process(tsk) {
+			struct task_struct *t = task_early_kill(tsk, force_early);
+			struct anon_vma_chain *vmac;
+
+			if (!t)
+				continue;
+			anon_vma_interval_tree_foreach(vmac, &av->rb_root, 0,
+						       ULONG_MAX) {
+				struct vm_area_struct *vma = vmac->vma;
+
+				if (vma->vm_mm == t->mm &&
+				    addr >= vma->vm_start &&
+				    addr < vma->vm_end)
+					add_to_kill_ksm(t, page, vma, to_kill,
+							addr);
+			}
+		}
+		rcu_read_unlock();
+		anon_vma_unlock_read(av);
+	}
+}
+#endif
+
+#ifdef CONFIG_MIGRATION
+void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
+{
+	struct ksm_stable_node *node;
+
+	VM_BUG_ON_FOLIO(!folio_test_locked(folio), folio);
+	VM_BUG_ON_FOLIO(!folio_test_locked(newfolio), newfolio);
+	VM_BUG_ON_FOLIO(newfolio->mapping != folio->mapping, newfolio);
+
+	node = folio_stable_node(folio);
+	if (node) {
+		VM_BUG_ON_FOLIO(node->kpfn != folio_pfn(folio), folio);
+		WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
+		/* Pairs with smp_rmb() in get_ksm_folio(). */
+		smp_wmb();
+	}
+}
+#endif
+
+struct folio *ksm_might_need_to_copy(struct folio *folio,
+				     struct vm_area_struct *vma,
+				     unsigned long addr)
+{
+	struct page *page = folio_page(folio, 0);
+	struct anon_vma *anon_vma = folio_anon_vma(folio);
+	struct folio *new_folio;
+
+	if (folio_test_large(folio))
+		return folio;
+
+	if (folio_test_ksm(folio)) {
+		/* Still a KSM page: rmap_walk_ksm() finds any mapping. */
+		if (folio_stable_node(folio) &&
+		    !(READ_ONCE(ksm_run) & KSM_RUN_UNMERGE))
+			return folio;
+	} else if (!anon_vma) {
+		/* Not anon yet: the fault makes it ours. */
+		return folio;
+	} else if (vma->anon_vma && anon_vma->root == vma->anon_vma->root &&
+		   folio->index == linear_page_index(vma, addr)) {
+		/* Same anon_vma family, same index: rmap stays valid. */
+		return folio;
+	}
+	if (!folio_test_uptodate(folio))
+		return folio;		/* let do_swap_page report the error */
+
+	if (PageHWPoison(page))
+		return ERR_PTR(-EHWPOISON);
+
+	new_folio = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr, false);
+	if (new_folio &&
+	    mem_cgroup_charge(new_folio, vma->vm_mm, GFP_KERNEL)) {
+		folio_put(new_folio);
+		new_folio = NULL;
+	}
+	if (new_folio) {
+		if (copy_mc_user_highpage(folio_page(new_folio, 0), page,
+					  addr, vma)) {
+			folio_put(new_folio);
+			return ERR_PTR(-EHWPOISON);
+		}
+		folio_set_dirty(new_folio);
+		__folio_mark_uptodate(new_folio);
+		__folio_set_locked(new_folio);
+		count_vm_event(KSM_SWPIN_COPY);
+	}
+	return new_folio;
+}
+
+long ksm_process_profit(struct mm_struct *mm)
+{
+	return (long)(mm->ksm_merging_pages + mm_ksm_zero_pages(mm)) *
+		PAGE_SIZE - mm->ksm_rmap_items * sizeof(struct ksm_rmap_item);
+}
+
+/* ---- memory hotplug ---------------------------------------------------- */
+
+#ifdef CONFIG_MEMORY_HOTREMOVE
+static int ksm_memory_callback(struct notifier_block *self,
+			       unsigned long action, void *arg)
+{
+	struct memory_notify *mn = arg;
+
+	switch (action) {
+	case MEM_GOING_OFFLINE:
+		/* Keep ksmd off while pages are migrated out of the range. */
+		mutex_lock(&ksm_thread_mutex);
+		ksm_run |= KSM_RUN_OFFLINE;
+		mutex_unlock(&ksm_thread_mutex);
+		break;
+
+	case MEM_OFFLINE:
+		/* Whatever still points into the range is stale. */
+		mutex_lock(&ksm_thread_mutex);
+		sweep_stable_nodes(mn->start_pfn,
+				   mn->start_pfn + mn->nr_pages);
+		ksm_run &= ~KSM_RUN_OFFLINE;
+		mutex_unlock(&ksm_thread_mutex);
+		wake_up_interruptible(&ksm_thread_wait);
+		break;
+
+	case MEM_CANCEL_OFFLINE:
+		mutex_lock(&ksm_thread_mutex);
+		ksm_run &= ~KSM_RUN_OFFLINE;
+		mutex_unlock(&ksm_thread_mutex);
+		wake_up_interruptible(&ksm_thread_wait);
+		break;
+	}
+	return NOTIFY_OK;
+}
+#endif
+
+/* ---- sysfs ------------------------------------------------------------- */
+
+#ifdef CONFIG_SYSFS
+#define KSM_ATTR_RO(_name) \
+	static struct kobj_attribute _name##_attr = __ATTR_RO(_name)
+#define KSM_ATTR(_name) \
+	static struct kobj_attribute _name##_attr = __ATTR_RW(_name)
+
+static ssize_t sleep_millisecs_show(struct kobject *kobj,
+				    struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", ksm_thread_sleep_millisecs);
+}
+
+static ssize_t sleep_millisecs_store(struct kobject *kobj,
+				     struct kobj_attribute *attr,
+				     const char *buf, size_t count)
+{
+	unsigned int msecs;
+	int err;
+
+	err = kstrtouint(buf, 10, &msecs);
+	if (err)
+		return -EINVAL;
+	WRITE_ONCE(ksm_thread_sleep_millisecs, msecs);
+	wake_up_interruptible(&ksm_iter_wait);
+	return count;
+}
+KSM_ATTR(sleep_millisecs);
+
+static ssize_t pages_to_scan_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(ksm_thread_pages_to_scan));
+}
+
+static ssize_t pages_to_scan_store(struct kobject *kobj,
+				   struct kobj_attribute *attr,
+				   const char *buf, size_t count)
+{
+	unsigned int nr_pages;
+	int err;
+
+	if (READ_ONCE(ksm_advisor) != KSM_ADVISOR_NONE)
+		return -EINVAL;
+	err = kstrtouint(buf, 10, &nr_pages);
+	if (err)
+		return -EINVAL;
+	WRITE_ONCE(ksm_thread_pages_to_scan, nr_pages);
+	return count;
+}
+KSM_ATTR(pages_to_scan);
+
+static ssize_t run_show(struct kobject *kobj, struct kobj_attribute *attr,
+			char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_run) & ~KSM_RUN_OFFLINE);
+}
+
+static ssize_t run_store(struct kobject *kobj, struct kobj_attribute *attr,
+			 const char *buf, size_t count)
+{
+	unsigned int flags;
+	int err;
+
+	err = kstrtouint(buf, 10, &flags);
+	if (err)
+		return -EINVAL;
+	if (flags > KSM_RUN_UNMERGE)
+		return -EINVAL;
+
+	mutex_lock(&ksm_thread_mutex);
+	if ((ksm_run & ~KSM_RUN_OFFLINE) != flags) {
+		ksm_run = flags | (ksm_run & KSM_RUN_OFFLINE);
+		if (flags & KSM_RUN_UNMERGE) {
+			set_current_oom_origin();
+			err = unmerge_and_remove_all_rmap_items();
+			clear_current_oom_origin();
+			if (err) {
+				ksm_run = KSM_RUN_STOP |
+					  (ksm_run & KSM_RUN_OFFLINE);
+				count = err;
+			}
+		}
+	}
+	mutex_unlock(&ksm_thread_mutex);
+
+	if (flags & KSM_RUN_MERGE)
+		wake_up_interruptible(&ksm_thread_wait);
+	return count;
+}
+KSM_ATTR(run);
+
+#ifdef CONFIG_NUMA
+static ssize_t merge_across_nodes_show(struct kobject *kobj,
+				       struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", ksm_merge_across_nodes);
+}
+
+static ssize_t merge_across_nodes_store(struct kobject *kobj,
+					struct kobj_attribute *attr,
+					const char *buf, size_t count)
+{
+	struct ksm_stable_node *node;
+	unsigned long knob;
+	struct rb_node *rb;
+	int err, nid;
+
+	err = kstrtoul(buf, 10, &knob);
+	if (err || knob > 1)
+		return -EINVAL;
+
+	mutex_lock(&ksm_thread_mutex);
+	if (ksm_merge_across_nodes != knob) {
+		if (ksm_pages_shared) {
+			err = -EBUSY;
+		} else {
+			/*
+			 * Leftover KSM pages nobody shares go to the migrate
+			 * list, to be re-filed by their new tree index.
+			 */
+			for (nid = 0; nid < ksm_nr_node_ids; nid++) {
+				while ((rb = rb_first(root_stable_tree + nid))) {
+					node = rb_entry(rb,
+						struct ksm_stable_node, node);
+					if (node->kind == NODE_CHAIN) {
+						struct ksm_stable_node *dup;
+
+						dup = hlist_entry(node->hlist.first,
+							struct ksm_stable_node,
+							hlist_dup);
+						unlink_stable_node(dup);
+						node = dup;
+					} else {
+						unlink_stable_node(node);
+					}
+					node->kind = NODE_MIGRATE;
+					list_add(&node->list, &migrate_nodes);
+				}
+				root_unstable_tree[nid] = RB_ROOT;
+			}
+			ksm_pages_unshared = 0;
+			ksm_scan.seqnr++;
+			ksm_merge_across_nodes = knob;
+		}
+	}
+	mutex_unlock(&ksm_thread_mutex);
+
+	return err ? err : count;
+}
+KSM_ATTR(merge_across_nodes);
+#endif
+
+static ssize_t use_zero_pages_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", ksm_use_zero_pages);
+}
+
+static ssize_t use_zero_pages_store(struct kobject *kobj,
+				    struct kobj_attribute *attr,
+				    const char *buf, size_t count)
+{
+	bool value;
+	int err;
+
+	err = kstrtobool(buf, &value);
+	if (err)
+		return -EINVAL;
+	ksm_use_zero_pages = value;
+	return count;
+}
+KSM_ATTR(use_zero_pages);
+
+static ssize_t max_page_sharing_show(struct kobject *kobj,
+				     struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", ksm_max_page_sharing);
+}
+
+static ssize_t max_page_sharing_store(struct kobject *kobj,
+				      struct kobj_attribute *attr,
+				      const char *buf, size_t count)
+{
+	int knob, err;
+
+	err = kstrtoint(buf, 10, &knob);
+	if (err)
+		return err;
+	/* A new KSM page starts with two sharers. */
+	if (knob < 2)
+		return -EINVAL;
+	if (READ_ONCE(ksm_max_page_sharing) == knob)
+		return count;
+
+	mutex_lock(&ksm_thread_mutex);
+	if (ksm_max_page_sharing != knob) {
+		if (ksm_pages_shared || ksm_stable_node_chains)
+			err = -EBUSY;
+		else
+			ksm_max_page_sharing = knob;
+	}
+	mutex_unlock(&ksm_thread_mutex);
+
+	return err ? err : count;
+}
+KSM_ATTR(max_page_sharing);
+
+static ssize_t stable_node_chains_prune_millisecs_show(struct kobject *kobj,
+						       struct kobj_attribute *attr,
+						       char *buf)
+{
+	return sysfs_emit(buf, "%u\n", ksm_stable_node_chains_prune_millisecs);
+}
+
+static ssize_t stable_node_chains_prune_millisecs_store(struct kobject *kobj,
+							struct kobj_attribute *attr,
+							const char *buf,
+							size_t count)
+{
+	unsigned int msecs;
+	int err;
+
+	err = kstrtouint(buf, 10, &msecs);
+	if (err)
+		return -EINVAL;
+	WRITE_ONCE(ksm_stable_node_chains_prune_millisecs, msecs);
+	return count;
+}
+KSM_ATTR(stable_node_chains_prune_millisecs);
+
+static ssize_t smart_scan_show(struct kobject *kobj,
+			       struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", ksm_smart_scan);
+}
+
+static ssize_t smart_scan_store(struct kobject *kobj,
+				struct kobj_attribute *attr,
+				const char *buf, size_t count)
+{
+	bool value;
+	int err;
+
+	err = kstrtobool(buf, &value);
+	if (err)
+		return -EINVAL;
+	WRITE_ONCE(ksm_smart_scan, value);
+	return count;
+}
+KSM_ATTR(smart_scan);
+
+static ssize_t advisor_mode_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	if (READ_ONCE(ksm_advisor) == KSM_ADVISOR_SCAN_TIME)
+		return sysfs_emit(buf, "none [scan-time]\n");
+	return sysfs_emit(buf, "[none] scan-time\n");
+}
+
+static ssize_t advisor_mode_store(struct kobject *kobj,
+				  struct kobj_attribute *attr,
+				  const char *buf, size_t count)
+{
+	enum ksm_advisor_type mode;
+
+	if (sysfs_streq("scan-time", buf))
+		mode = KSM_ADVISOR_SCAN_TIME;
+	else if (sysfs_streq("none", buf))
+		mode = KSM_ADVISOR_NONE;
+	else
+		return -EINVAL;
+
+	mutex_lock(&ksm_thread_mutex);
+	if (ksm_advisor != mode) {
+		ksm_advisor = mode;
+		/* Start from the minimum; back to the default when off. */
+		WRITE_ONCE(ksm_thread_pages_to_scan,
+			   mode == KSM_ADVISOR_SCAN_TIME ?
+			   ksm_advisor_min_pages_to_scan : 100);
+	}
+	mutex_unlock(&ksm_thread_mutex);
+	return count;
+}
+KSM_ATTR(advisor_mode);
+
+static ssize_t advisor_max_cpu_show(struct kobject *kobj,
+				    struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", ksm_advisor_max_cpu);
+}
+
+static ssize_t advisor_max_cpu_store(struct kobject *kobj,
+				     struct kobj_attribute *attr,
+				     const char *buf, size_t count)
+{
+	unsigned long value;
+	int err;
+
+	err = kstrtoul(buf, 10, &value);
+	if (err || value > 100)
+		return -EINVAL;
+	mutex_lock(&ksm_thread_mutex);
+	ksm_advisor_max_cpu = value;
+	mutex_unlock(&ksm_thread_mutex);
+	return count;
+}
+KSM_ATTR(advisor_max_cpu);
+
+static ssize_t advisor_min_pages_to_scan_show(struct kobject *kobj,
+					      struct kobj_attribute *attr,
+					      char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", ksm_advisor_min_pages_to_scan);
+}
+
+static ssize_t advisor_min_pages_to_scan_store(struct kobject *kobj,
+					       struct kobj_attribute *attr,
+					       const char *buf, size_t count)
+{
+	unsigned long value;
+	int err;
+
+	err = kstrtoul(buf, 10, &value);
+	if (err || !value)
+		return -EINVAL;
+	mutex_lock(&ksm_thread_mutex);
+	ksm_advisor_min_pages_to_scan = value;
+	mutex_unlock(&ksm_thread_mutex);
+	return count;
+}
+KSM_ATTR(advisor_min_pages_to_scan);
+
+static ssize_t advisor_max_pages_to_scan_show(struct kobject *kobj,
+					      struct kobj_attribute *attr,
+					      char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", ksm_advisor_max_pages_to_scan);
+}
+
+static ssize_t advisor_max_pages_to_scan_store(struct kobject *kobj,
+					       struct kobj_attribute *attr,
+					       const char *buf, size_t count)
+{
+	unsigned long value;
+	int err;
+
+	err = kstrtoul(buf, 10, &value);
+	if (err || !value || value > UINT_MAX)
+		return -EINVAL;
+	mutex_lock(&ksm_thread_mutex);
+	ksm_advisor_max_pages_to_scan = value;
+	mutex_unlock(&ksm_thread_mutex);
+	return count;
+}
+KSM_ATTR(advisor_max_pages_to_scan);
+
+static ssize_t advisor_target_scan_time_show(struct kobject *kobj,
+					     struct kobj_attribute *attr,
+					     char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", ksm_advisor_target_scan_time);
+}
+
+static ssize_t advisor_target_scan_time_store(struct kobject *kobj,
+					      struct kobj_attribute *attr,
+					      const char *buf, size_t count)
+{
+	unsigned long value;
+	int err;
+
+	err = kstrtoul(buf, 10, &value);
+	if (err || value < 1 || value > U32_MAX)
+		return -EINVAL;
+	mutex_lock(&ksm_thread_mutex);
+	ksm_advisor_target_scan_time = value;
+	mutex_unlock(&ksm_thread_mutex);
+	return count;
+}
+KSM_ATTR(advisor_target_scan_time);
+
+static ssize_t pages_scanned_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_pages_scanned));
+}
+KSM_ATTR_RO(pages_scanned);
+
+static ssize_t pages_shared_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_pages_shared));
+}
+KSM_ATTR_RO(pages_shared);
+
+static long ksm_pages_sharing(void)
+{
+	long v = (long)READ_ONCE(ksm_stable_items) -
+		 (long)READ_ONCE(ksm_pages_shared);
+
+	return max(v, 0L);
+}
+
+static ssize_t pages_sharing_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", ksm_pages_sharing());
+}
+KSM_ATTR_RO(pages_sharing);
+
+static ssize_t pages_unshared_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_pages_unshared));
+}
+KSM_ATTR_RO(pages_unshared);
+
+static ssize_t pages_volatile_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	long v = (long)READ_ONCE(ksm_rmap_items) -
+		 (long)READ_ONCE(ksm_stable_items) -
+		 (long)READ_ONCE(ksm_pages_unshared);
+
+	/* The counters are read without the lock: clamp transients. */
+	return sysfs_emit(buf, "%ld\n", max(v, 0L));
+}
+KSM_ATTR_RO(pages_volatile);
+
+static ssize_t pages_skipped_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_pages_skipped));
+}
+KSM_ATTR_RO(pages_skipped);
+
+static ssize_t ksm_zero_pages_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&ksm_zero_pages));
+}
+KSM_ATTR_RO(ksm_zero_pages);
+
+static ssize_t general_profit_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	long profit;
+
+	profit = (ksm_pages_sharing() + atomic_long_read(&ksm_zero_pages)) *
+		 PAGE_SIZE - (long)READ_ONCE(ksm_rmap_items) *
+		 (long)sizeof(struct ksm_rmap_item);
+	return sysfs_emit(buf, "%ld\n", profit);
+}
+KSM_ATTR_RO(general_profit);
+
+static ssize_t stable_node_dups_show(struct kobject *kobj,
+				     struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_stable_node_dups));
+}
+KSM_ATTR_RO(stable_node_dups);
+
+static ssize_t stable_node_chains_show(struct kobject *kobj,
+				       struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_stable_node_chains));
+}
+KSM_ATTR_RO(stable_node_chains);
+
+static ssize_t full_scans_show(struct kobject *kobj,
+			       struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_full_scans));
+}
+KSM_ATTR_RO(full_scans);
+
+static struct attribute *ksm_attrs[] = {
+	&sleep_millisecs_attr.attr,
+	&pages_to_scan_attr.attr,
+	&run_attr.attr,
+	&pages_scanned_attr.attr,
+	&pages_shared_attr.attr,
+	&pages_sharing_attr.attr,
+	&pages_unshared_attr.attr,
+	&pages_volatile_attr.attr,
+	&pages_skipped_attr.attr,
+	&ksm_zero_pages_attr.attr,
+	&full_scans_attr.attr,
+#ifdef CONFIG_NUMA
+	&merge_across_nodes_attr.attr,
+#endif
+	&max_page_sharing_attr.attr,
+	&stable_node_chains_attr.attr,
+	&stable_node_dups_attr.attr,
+	&stable_node_chains_prune_millisecs_attr.attr,
+	&use_zero_pages_attr.attr,
+	&general_profit_attr.attr,
+	&smart_scan_attr.attr,
+	&advisor_mode_attr.attr,
+	&advisor_max_cpu_attr.attr,
+	&advisor_min_pages_to_scan_attr.attr,
+	&advisor_max_pages_to_scan_attr.attr,
+	&advisor_target_scan_time_attr.attr,
+	NULL,
+};
+
+static const struct attribute_group ksm_attr_group = {
+	.attrs = ksm_attrs,
+	.name = "ksm",
+};
+#endif /* CONFIG_SYSFS */
+
+/* ---- init ------------------------------------------------------------- */
+
+static int __init ksm_init(void)
+{
+	struct task_struct *ksm_thread;
+	void *zero;
+	int err;
+
+	zero = kzalloc(PAGE_SIZE, GFP_KERNEL);
+	if (!zero)
+		return -ENOMEM;
+	zero_hash = xxh64(zero, PAGE_SIZE, 0);
+	kfree(zero);
+
+	err = -ENOMEM;
+	rmap_item_cache = kmem_cache_create("ksm_rmap_item",
+					    sizeof(struct ksm_rmap_item), 0,
+					    0, NULL);
+	stable_node_cache = kmem_cache_create("ksm_stable_node",
+					      sizeof(struct ksm_stable_node),
+					      0, 0, NULL);
+	mm_slot_cache = kmem_cache_create("ksm_mm_slot",
+					  sizeof(struct ksm_mm_slot), 0, 0,
+					  NULL);
+	if (!rmap_item_cache || !stable_node_cache || !mm_slot_cache)
+		goto out_free;
+
+#ifdef CONFIG_NUMA
+	if (nr_node_ids > 1) {
+		struct rb_root *buf;
+		int nid;
+
+		buf = kcalloc(nr_node_ids * 2, sizeof(*buf), GFP_KERNEL);
+		if (!buf)
+			goto out_free;
+		for (nid = 0; nid < nr_node_ids * 2; nid++)
+			buf[nid] = RB_ROOT;
+		root_stable_tree = buf;
+		root_unstable_tree = buf + nr_node_ids;
+		ksm_nr_node_ids = nr_node_ids;
+	}
+#endif
+
+	ksm_thread = kthread_run(ksm_scan_thread, NULL, "ksmd");
+	if (IS_ERR(ksm_thread)) {
+		pr_err("ksm: creating kthread failed\n");
+		err = PTR_ERR(ksm_thread);
+		goto out_free;
+	}
+
+#ifdef CONFIG_SYSFS
+	err = sysfs_create_group(mm_kobj, &ksm_attr_group);
+	if (err) {
+		pr_err("ksm: register sysfs failed\n");
+		kthread_stop(ksm_thread);
+		goto out_free;
+	}
+#else
+	ksm_run = KSM_RUN_MERGE;	/* no way for user to start it */
+#endif
+
+#ifdef CONFIG_MEMORY_HOTREMOVE
+	hotplug_memory_notifier(ksm_memory_callback, KSM_CALLBACK_PRI);
+#endif
+	return 0;
+
+out_free:
+	kmem_cache_destroy(mm_slot_cache);
+	kmem_cache_destroy(stable_node_cache);
+	kmem_cache_destroy(rmap_item_cache);
+	return err;
+}
+subsys_initcall(ksm_init);
