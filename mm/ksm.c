@@ -80,14 +80,6 @@
 #define CREATE_TRACE_POINTS
 #include <trace/events/ksm.h>
 
-#ifdef CONFIG_NUMA
-#define NUMA(x)		(x)
-#define DO_NUMA(x)	do { (x); } while (0)
-#else
-#define NUMA(x)		(0)
-#define DO_NUMA(x)	do { } while (0)
-#endif
-
 /*
  * Tracking item: one per scanned page of a registered mm.  Kept small (56
  * bytes on 64-bit) because there is one for every candidate page: the low
@@ -192,6 +184,7 @@ static DEFINE_HASHTABLE(mm_slots_hash, MM_SLOTS_HASH_BITS);
 static struct ksm_mm_slot ksm_mm_head = {
 	.slot.mm_node = LIST_HEAD_INIT(ksm_mm_head.slot.mm_node),
 };
+
 static struct ksm_scan ksm_scan = {
 	.mm_slot = &ksm_mm_head,
 };
@@ -229,6 +222,7 @@ enum ksm_advisor_type {
 	KSM_ADVISOR_NONE,
 	KSM_ADVISOR_SCAN_TIME,
 };
+
 static enum ksm_advisor_type ksm_advisor;
 static unsigned int ksm_advisor_max_cpu = 70;
 static unsigned long ksm_advisor_target_scan_time = 200;	/* seconds */
@@ -298,7 +292,7 @@ static inline bool ksm_test_exit(struct mm_struct *mm)
 
 static inline int get_kpfn_nid(unsigned long kpfn)
 {
-	return ksm_merge_across_nodes ? 0 : NUMA(pfn_to_nid(kpfn));
+	return ksm_merge_across_nodes ? 0 : pfn_to_nid(kpfn);
 }
 
 static inline struct ksm_stable_node *folio_stable_node(const struct folio *folio)
@@ -366,7 +360,7 @@ static struct ksm_stable_node *alloc_stable_node(void)
 
 static void free_stable_node(struct ksm_stable_node *node)
 {
-	VM_BUG_ON(node->rmap_hlist_len && node->kind != NODE_CHAIN);
+	VM_WARN_ON_ONCE(node->rmap_hlist_len && node->kind != NODE_CHAIN);
 	kmem_cache_free(stable_node_cache, node);
 }
 
@@ -442,7 +436,7 @@ static void unlink_stable_node(struct ksm_stable_node *node)
 		list_del(&node->list);
 		break;
 	default:
-		VM_BUG_ON(1);
+		WARN_ON_ONCE(1);
 	}
 }
 
@@ -509,6 +503,7 @@ again:
 			goto stale;
 		}
 	}
+	/* Read kpfn after the mapping check; pairs with folio_migrate_ksm(). */
 	smp_rmb();
 	if (READ_ONCE(node->kpfn) != kpfn) {
 		/* Migrated to a new folio meanwhile. */
@@ -552,14 +547,16 @@ static struct rb_root *unstable_root_of(struct ksm_rmap_item *item)
 	for (nid = 0; nid < ksm_nr_node_ids; nid++)
 		if (root_unstable_tree[nid].rb_node == top)
 			return root_unstable_tree + nid;
-	VM_BUG_ON(1);
 	return NULL;
 }
 
 static void remove_item_from_unstable(struct ksm_rmap_item *item)
 {
 	if (item_in_unstable_tree(item)) {
-		rb_erase(&item->node, unstable_root_of(item));
+		struct rb_root *root = unstable_root_of(item);
+
+		if (!WARN_ON_ONCE(!root))
+			rb_erase(&item->node, root);
 		ksm_pages_unshared--;
 	}
 	item->address &= ~(ITEM_UNSTABLE | ITEM_SEQ_MASK);
@@ -669,7 +666,7 @@ static int replace_page(struct vm_area_struct *vma, struct page *page,
 	struct mm_struct *mm = vma->vm_mm;
 	struct mmu_notifier_range range;
 	pte_t *ptep, newpte, cur;
-	spinlock_t *ptl;
+	spinlock_t *ptl;	/* page table lock */
 	pmd_t *pmd, pmde;
 	int err = -EFAULT;
 
@@ -700,8 +697,8 @@ static int replace_page(struct vm_area_struct *vma, struct page *page,
 		newpte = pte_wrprotect(mk_pte(kpage, vma->vm_page_prot));
 	} else {
 		/* The dirty bit tells is_ksm_zero_pte() that KSM put it here. */
-		newpte = pte_mkdirty(pte_wrprotect(pte_mkspecial(
-				pfn_pte(page_to_pfn(kpage), vma->vm_page_prot))));
+		newpte = pfn_pte(page_to_pfn(kpage), vma->vm_page_prot);
+		newpte = pte_mkdirty(pte_wrprotect(pte_mkspecial(newpte)));
 		ksm_map_zero_page(mm);
 		dec_mm_counter(mm, MM_ANONPAGES);
 	}
@@ -884,45 +881,42 @@ static void chain_collapse(struct ksm_stable_node *chain)
 	free_stable_node(chain);
 }
 
-/* Drop stale dups of @chain if the prune interval has passed. */
+/*
+ * Drop stale (and move misplaced) dups of @chain if the prune interval has
+ * passed or @force.  Returns true if the chain changed or went away.
+ */
 static bool chain_prune(struct ksm_stable_node *chain, bool force)
 {
 	struct ksm_stable_node *dup;
 	struct hlist_node *tmp;
-	unsigned long len = chain->rmap_hlist_len;
 	unsigned long interval;
+	bool changed = false;
 
 	interval = msecs_to_jiffies(READ_ONCE(ksm_stable_node_chains_prune_millisecs));
 	if (!force && time_before(jiffies, chain->prune_time + interval))
 		return false;
 	chain->prune_time = jiffies;
 	hlist_for_each_entry_safe(dup, tmp, &chain->hlist, hlist_dup) {
-		struct folio *folio;
+		/* Unlinking the last dup frees the chain. */
+		bool last = chain->rmap_hlist_len == 1;
+		struct folio *folio = get_ksm_folio(dup, false);
 
-		/* The last dup going away frees the chain. */
-		if (chain->rmap_hlist_len == 1 && !dup->hlist_dup.next) {
-			folio = get_ksm_folio(dup, false);
-			if (!folio)
-				return true;
-		} else {
-			folio = get_ksm_folio(dup, false);
-			if (!folio)
+		if (folio) {
+			bool moved = stable_node_misplaced(dup, folio);
+
+			folio_put(folio);
+			if (!moved)
 				continue;
 		}
-		if (stable_node_misplaced(dup, folio)) {
-			folio_put(folio);
-			if (len == 1)
-				return true;
-			len--;
-			continue;
-		}
-		folio_put(folio);
+		if (last)
+			return true;
+		changed = true;
 	}
 	if (chain->rmap_hlist_len == 1) {
 		chain_collapse(chain);
 		return true;
 	}
-	return chain->rmap_hlist_len != len;
+	return changed;
 }
 
 /*
@@ -1102,39 +1096,41 @@ static void sweep_stable_nodes(unsigned long pfn_start, unsigned long pfn_end)
 {
 	struct ksm_stable_node *node, *dup, *tmp;
 	struct hlist_node *htmp;
-	struct rb_node *rb;
+	struct rb_node *rb, *next;
 	int nid;
 
+	/*
+	 * Whatever happens to the current node (erased, collapsed, moved),
+	 * its successor stays in the tree, so the walk goes on from there.
+	 */
 	for (nid = 0; nid < ksm_nr_node_ids; nid++) {
-again:
-		for (rb = rb_first(root_stable_tree + nid); rb;
-		     rb = rb_next(rb)) {
+		for (rb = rb_first(root_stable_tree + nid); rb; rb = next) {
+			next = rb_next(rb);
 			node = rb_entry(rb, struct ksm_stable_node, node);
 			if (node->kind == NODE_CHAIN) {
+				bool gone = false;
+
 				hlist_for_each_entry_safe(dup, htmp,
 							  &node->hlist,
 							  hlist_dup) {
-					if (dup->kpfn >= pfn_start &&
-					    dup->kpfn < pfn_end) {
-						bool last = node->rmap_hlist_len == 1;
-
-						remove_stale_node(dup);
-						if (last)
-							goto again;
-					}
+					if (dup->kpfn < pfn_start ||
+					    dup->kpfn >= pfn_end)
+						continue;
+					gone = node->rmap_hlist_len == 1;
+					remove_stale_node(dup);
+					if (gone)
+						break;
 				}
-				if (chain_prune(node, true))
-					goto again;
+				if (!gone)
+					chain_prune(node, true);
 			} else if (node->kpfn >= pfn_start &&
 				   node->kpfn < pfn_end) {
 				remove_stale_node(node);
-				goto again;
 			} else {
 				struct folio *folio = get_ksm_folio(node, false);
 
-				if (!folio)
-					goto again;
-				folio_put(folio);
+				if (folio)
+					folio_put(folio);
 			}
 			cond_resched();
 		}
@@ -1370,7 +1366,7 @@ again:
 			remove_item_from_unstable(t);
 			goto again;
 		}
-		if (page_folio(tpage) == page_folio(page) ||
+		if (tpage == page ||
 		    get_kpfn_nid(page_to_pfn(tpage)) != nid) {
 			put_page(tpage);
 			continue;
@@ -1507,8 +1503,23 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 
 	titem = unstable_tree_search_insert(item, page, hash, nid, &tpage);
 	if (titem) {
-		int err = try_to_merge_two_pages(item, page, titem, tpage,
-						 hash);
+		int err;
+
+		if (page_folio(tpage) == folio) {
+			/*
+			 * Two subpages of one large folio: split it first,
+			 * holding just our reference, then look again.
+			 */
+			put_page(tpage);
+			folio = lock_small_folio(page, false);
+			if (!folio)
+				return;
+			folio_unlock(folio);
+			tpage = get_mergeable_page(titem);
+			if (!tpage)
+				return;
+		}
+		err = try_to_merge_two_pages(item, page, titem, tpage, hash);
 
 		put_page(tpage);
 		if (!err)
@@ -1572,7 +1583,7 @@ static int collect_candidates(struct vm_area_struct *vma, unsigned long *addrp,
 	while (addr < end && n < max && !*stop) {
 		unsigned long next = pmd_addr_end(addr, end);
 		pte_t *start_pte, *pte;
-		spinlock_t *ptl;
+		spinlock_t *ptl;	/* page table (or PMD) lock */
 		pmd_t *pmd, pmde;
 
 		pmd = mm_find_pmd(mm, addr);
@@ -1789,8 +1800,15 @@ static int scan_collect(struct ksm_cand *cand, int max)
 		return n;
 	}
 
-	/* Reached the end of this mm: forget items past the last page. */
-	remove_trailing_items(ksm_scan.rmap_list);
+	/* End of this mm: forget items past the last page, or all if it exited. */
+	if (ksm_test_exit(mm)) {
+		for (i = 0; i < n; i++)
+			put_page(cand[i].page);
+		n = 0;
+		remove_trailing_items(&slot->rmap_list);
+	} else {
+		remove_trailing_items(ksm_scan.rmap_list);
+	}
 
 	spin_lock(&ksm_mmlist_lock);
 	ksm_scan.mm_slot = list_entry(slot->slot.mm_node.next,
@@ -1841,6 +1859,12 @@ static bool ksmd_should_run(void)
 	       !list_empty(&ksm_mm_head.slot.mm_node);
 }
 
+static bool ksmd_sleep_changed(unsigned int sleep_ms)
+{
+	return sleep_ms != READ_ONCE(ksm_thread_sleep_millisecs) ||
+	       kthread_should_stop();
+}
+
 static int ksm_scan_thread(void *nothing)
 {
 	unsigned int sleep_ms;
@@ -1862,12 +1886,12 @@ static int ksm_scan_thread(void *nothing)
 		if (ksmd_should_run()) {
 			sleep_ms = READ_ONCE(ksm_thread_sleep_millisecs);
 			wait_event_freezable_timeout(ksm_iter_wait,
-				sleep_ms != READ_ONCE(ksm_thread_sleep_millisecs) ||
-				kthread_should_stop(),
-				msecs_to_jiffies(sleep_ms));
+						     ksmd_sleep_changed(sleep_ms),
+						     msecs_to_jiffies(sleep_ms));
 		} else {
 			wait_event_freezable(ksm_thread_wait,
-				ksmd_should_run() || kthread_should_stop());
+					     ksmd_should_run() ||
+					     kthread_should_stop());
 		}
 	}
 	return 0;
@@ -1952,8 +1976,8 @@ void ksm_add_vma(struct vm_area_struct *vma)
 
 static void ksm_add_vmas(struct mm_struct *mm)
 {
-	struct vm_area_struct *vma;
 	VMA_ITERATOR(vmi, mm, 0);
+	struct vm_area_struct *vma;
 
 	for_each_vma(vmi, vma)
 		__ksm_add_vma(vma);
@@ -1961,9 +1985,9 @@ static void ksm_add_vmas(struct mm_struct *mm)
 
 static int ksm_del_vmas(struct mm_struct *mm)
 {
+	VMA_ITERATOR(vmi, mm, 0);
 	struct vm_area_struct *vma;
 	int err;
-	VMA_ITERATOR(vmi, mm, 0);
 
 	for_each_vma(vmi, vma) {
 		if (!(vma->vm_flags & VM_MERGEABLE))
@@ -2137,11 +2161,10 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 	struct ksm_rmap_item *item;
 	int pass;
 
-	VM_BUG_ON_FOLIO(!folio_test_ksm(folio), folio);
-	VM_BUG_ON_FOLIO(!folio_test_locked(folio), folio);
+	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
 
 	node = folio_stable_node(folio);
-	if (!node)
+	if (WARN_ON_ONCE(!node))
 		return;
 
 	for (pass = 0; pass < 2; pass++) {
@@ -2161,11 +2184,13 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 			anon_vma_interval_tree_foreach(vmac, &anon_vma->rb_root,
 						       0, ULONG_MAX) {
 				struct vm_area_struct *vma = vmac->vma;
+				bool own;
 
 				cond_resched();
 				if (addr < vma->vm_start || addr >= vma->vm_end)
 					continue;
-				if ((vma->vm_mm == item->mm) != (pass == 0))
+				own = vma->vm_mm == item->mm;
+				if (own == !!pass)
 					continue;
 				if (rwc->invalid_vma &&
 				    rwc->invalid_vma(vma, rwc->arg))
@@ -2226,13 +2251,12 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 {
 	struct ksm_stable_node *node;
 
-	VM_BUG_ON_FOLIO(!folio_test_locked(folio), folio);
-	VM_BUG_ON_FOLIO(!folio_test_locked(newfolio), newfolio);
-	VM_BUG_ON_FOLIO(newfolio->mapping != folio->mapping, newfolio);
+	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
+	VM_WARN_ON_FOLIO(!folio_test_locked(newfolio), newfolio);
+	VM_WARN_ON_FOLIO(newfolio->mapping != folio->mapping, newfolio);
 
 	node = folio_stable_node(folio);
 	if (node) {
-		VM_BUG_ON_FOLIO(node->kpfn != folio_pfn(folio), folio);
 		WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
 		/* Pairs with smp_rmb() in get_ksm_folio(). */
 		smp_wmb();
@@ -2427,6 +2451,20 @@ static ssize_t run_store(struct kobject *kobj, struct kobj_attribute *attr,
 KSM_ATTR(run);
 
 #ifdef CONFIG_NUMA
+/* Move a node (or a chain's first dup) of a stable tree to migrate_nodes. */
+static void park_stable_node(struct rb_node *rb)
+{
+	struct ksm_stable_node *node;
+
+	node = rb_entry(rb, struct ksm_stable_node, node);
+	if (node->kind == NODE_CHAIN)
+		node = hlist_entry(node->hlist.first, struct ksm_stable_node,
+				   hlist_dup);
+	unlink_stable_node(node);
+	node->kind = NODE_MIGRATE;
+	list_add(&node->list, &migrate_nodes);
+}
+
 static ssize_t merge_across_nodes_show(struct kobject *kobj,
 				       struct kobj_attribute *attr, char *buf)
 {
@@ -2437,7 +2475,6 @@ static ssize_t merge_across_nodes_store(struct kobject *kobj,
 					struct kobj_attribute *attr,
 					const char *buf, size_t count)
 {
-	struct ksm_stable_node *node;
 	unsigned long knob;
 	struct rb_node *rb;
 	int err, nid;
@@ -2456,23 +2493,8 @@ static ssize_t merge_across_nodes_store(struct kobject *kobj,
 			 * list, to be re-filed by their new tree index.
 			 */
 			for (nid = 0; nid < ksm_nr_node_ids; nid++) {
-				while ((rb = rb_first(root_stable_tree + nid))) {
-					node = rb_entry(rb,
-						struct ksm_stable_node, node);
-					if (node->kind == NODE_CHAIN) {
-						struct ksm_stable_node *dup;
-
-						dup = hlist_entry(node->hlist.first,
-							struct ksm_stable_node,
-							hlist_dup);
-						unlink_stable_node(dup);
-						node = dup;
-					} else {
-						unlink_stable_node(node);
-					}
-					node->kind = NODE_MIGRATE;
-					list_add(&node->list, &migrate_nodes);
-				}
+				while ((rb = rb_first(root_stable_tree + nid)))
+					park_stable_node(rb);
 				root_unstable_tree[nid] = RB_ROOT;
 			}
 			ksm_pages_unshared = 0;
@@ -2531,7 +2553,7 @@ static ssize_t max_page_sharing_store(struct kobject *kobj,
 
 	mutex_lock(&ksm_thread_mutex);
 	if (ksm_max_page_sharing != knob) {
-		if (ksm_pages_shared || ksm_stable_node_chains)
+		if (ksm_pages_shared)
 			err = -EBUSY;
 		else
 			ksm_max_page_sharing = knob;

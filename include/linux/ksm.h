@@ -31,7 +31,10 @@ void __ksm_exit(struct mm_struct *mm);
  * A PTE that maps the shared zero page and has the dirty bit set was put
  * there by KSM (use_zero_pages); a fault never installs a dirty zero PTE.
  */
-#define is_ksm_zero_pte(pte)	(is_zero_pfn(pte_pfn(pte)) && pte_dirty(pte))
+static inline bool is_ksm_zero_pte(pte_t pte)
+{
+	return is_zero_pfn(pte_pfn(pte)) && pte_dirty(pte);
+}
 
 extern atomic_long_t ksm_zero_pages;
 
@@ -93,12 +96,13 @@ static inline void ksm_exit(struct mm_struct *mm)
  * locked copy, NULL on allocation failure or ERR_PTR(-EHWPOISON).
  */
 struct folio *ksm_might_need_to_copy(struct folio *folio,
-			struct vm_area_struct *vma, unsigned long addr);
+				     struct vm_area_struct *vma,
+				     unsigned long addr);
 
 void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc);
 void folio_migrate_ksm(struct folio *newfolio, struct folio *folio);
 void collect_procs_ksm(struct folio *folio, struct page *page,
-		struct list_head *to_kill, int force_early);
+		       struct list_head *to_kill, int force_early);
 long ksm_process_profit(struct mm_struct *mm);
 
 #else  /* !CONFIG_KSM */
@@ -135,20 +139,22 @@ static inline void collect_procs_ksm(struct folio *folio, struct page *page,
 }
 
 #ifdef CONFIG_MMU
-static inline int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
-		unsigned long end, int advice, unsigned long *vm_flags)
+static inline int ksm_madvise(struct vm_area_struct *vma,
+			      unsigned long start, unsigned long end, int advice,
+			      unsigned long *vm_flags)
 {
 	return 0;
 }
 
 static inline struct folio *ksm_might_need_to_copy(struct folio *folio,
-			struct vm_area_struct *vma, unsigned long addr)
+						   struct vm_area_struct *vma,
+						   unsigned long addr)
 {
 	return folio;
 }
 
 static inline void rmap_walk_ksm(struct folio *folio,
-			struct rmap_walk_control *rwc)
+				 struct rmap_walk_control *rwc)
 {
 }
 
