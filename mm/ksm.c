@@ -1736,7 +1736,7 @@ static int scan_collect(struct ksm_cand *cand, int max)
 	struct ksm_mm_slot *slot = ksm_scan.mm_slot;
 	struct vm_area_struct *vma;
 	struct mm_struct *mm;
-	bool stop = false, done = true;
+	bool stop = false, done = true, exited;
 	int n = 0, i;
 
 	if (list_empty(&ksm_mm_head.slot.mm_node))
@@ -1800,8 +1800,13 @@ static int scan_collect(struct ksm_cand *cand, int max)
 		return n;
 	}
 
-	/* End of this mm: forget items past the last page, or all if it exited. */
-	if (ksm_test_exit(mm)) {
+	/*
+	 * End of this mm: forget items past the last page, or all of them if
+	 * it exited (decided once: mm_users may drop meanwhile, and then
+	 * __ksm_exit() leaves the slot for the next pass).
+	 */
+	exited = ksm_test_exit(mm);
+	if (exited) {
 		for (i = 0; i < n; i++)
 			put_page(cand[i].page);
 		n = 0;
@@ -1815,7 +1820,7 @@ static int scan_collect(struct ksm_cand *cand, int max)
 				      struct ksm_mm_slot, slot.mm_node);
 	ksm_scan.address = 0;
 	ksm_scan.rmap_list = &ksm_scan.mm_slot->rmap_list;
-	if (ksm_test_exit(mm)) {
+	if (exited) {
 		drop_exited_slot(slot);
 		spin_unlock(&ksm_mmlist_lock);
 		mmap_read_unlock(mm);
@@ -1848,6 +1853,7 @@ static void ksm_do_scan(unsigned int budget)
 			cond_resched();
 		}
 		budget -= min_t(unsigned int, budget, max(n, 1));
+		cond_resched();
 		if (ksm_scan.mm_slot == &ksm_mm_head && !n)
 			return;
 	}
