@@ -64,7 +64,7 @@ static int kmsg_splats(void)
 			break;
 		}
 		rec[n] = '\0';
-		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 			if (strstr(rec, bad[i])) {
 				ksft_print_msg("kernel log: %s", rec);
 				found++;
@@ -210,7 +210,7 @@ static void test_sysfs_invalid(void)
 	for (size_t i = 0; i < sizeof(garbage); i++)
 		garbage[i] = "Z@#%^&*()_-=[]{};:ZzQq"[i % 22];
 
-	for (size_t k = 0; k < sizeof(knobs) / sizeof(knobs[0]); k++) {
+	for (size_t k = 0; k < ARRAY_SIZE(knobs); k++) {
 		const struct knob *kb = &knobs[k];
 		/* kstrtoul/kstrtoint errors are passed through by upstream */
 		unsigned int ovf = E_INVAL | E_RANGE;
@@ -218,7 +218,7 @@ static void test_sysfs_invalid(void)
 
 		/* common garbage: never a valid number/bool/mode */
 		if (kb->type != K_BOOL)
-			for (i = 0; i < sizeof(common_bad) / sizeof(common_bad[0]); i++)
+			for (i = 0; i < ARRAY_SIZE(common_bad); i++)
 				bad_write(kb->name, common_bad[i],
 					  strlen(common_bad[i]), E_INVAL, "garbage");
 		bad_write(kb->name, garbage, 4096, E_INVAL, "4KiB garbage");
@@ -285,7 +285,7 @@ static void test_sysfs_readonly(void)
 {
 	int fails = 0;
 
-	for (size_t i = 0; i < sizeof(ro_stats) / sizeof(ro_stats[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(ro_stats); i++) {
 		char path[256];
 		int fd;
 
