@@ -1292,6 +1292,10 @@ static enum op pick_op(struct tctx *t)
 		if (t->tid != 0 && (op == OP_FORK || op == OP_EXEC ||
 				    op == OP_PRCTL))
 			continue;
+		/* collapse and split need the 2 MiB region */
+		if ((op == OP_COLLAPSE || op == OP_SPLIT) &&
+		    (t->nreg < 3 || !t->reg[2].thp))
+			continue;
 		return op;
 	}
 }
@@ -1308,7 +1312,10 @@ static void run_op(struct tctx *t, enum op op)
 		return do_compact();
 
 	pthread_rwlock_rdlock(&W.lock);
-	r = &t->reg[rndn(&t->rng, t->nreg)];
+	if ((op == OP_COLLAPSE || op == OP_SPLIT) && t->nreg >= 3)
+		r = &t->reg[2];
+	else
+		r = &t->reg[rndn(&t->rng, t->nreg)];
 	if (!r->n) {
 		if (new_region(t, r, false))
 			op_done(OP_REMAP_NEW);
