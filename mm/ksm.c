@@ -1088,21 +1088,52 @@ static void refile_migrated_nodes(void)
 }
 
 /*
- * Look at every stable node; drop those whose page is gone.  With @pfn_end
- * set, also drop those whose kpfn lies in [@pfn_start, @pfn_end) (memory
- * being offlined: a live KSM page there would have been migrated away).
+ * Drop @node if its page is gone or its kpfn lies in [@start, @end); with
+ * @unmapped, also if nobody maps its page any more (run=2: the page may
+ * still sit in the swap cache or a per-cpu batch; it becomes a plain page
+ * with no mapping, which is what swapin expects of such pages).  Returns
+ * true if the node went away.
  */
-static void sweep_stable_nodes(unsigned long pfn_start, unsigned long pfn_end)
+static bool sweep_one(struct ksm_stable_node *node, unsigned long start,
+		      unsigned long end, bool unmapped)
+{
+	struct folio *folio;
+
+	if (node->kpfn >= start && node->kpfn < end) {
+		remove_stale_node(node);
+		return true;
+	}
+	folio = get_ksm_folio(node, unmapped);
+	if (!folio)
+		return true;
+	if (unmapped) {
+		bool gone = !folio_mapped(folio) && !node->rmap_hlist_len;
+
+		if (gone) {
+			WRITE_ONCE(folio->mapping, NULL);
+			remove_stale_node(node);
+		}
+		folio_unlock(folio);
+		folio_put(folio);
+		return gone;
+	}
+	folio_put(folio);
+	return false;
+}
+
+/*
+ * Look at every stable node and drop the ones sweep_one() says should go.
+ * Whatever happens to the current tree node (erased, collapsed, moved),
+ * its successor stays in the tree, so the walk goes on from there.
+ */
+static void sweep_stable_nodes(unsigned long start, unsigned long end,
+			       bool unmapped)
 {
 	struct ksm_stable_node *node, *dup, *tmp;
 	struct hlist_node *htmp;
 	struct rb_node *rb, *next;
 	int nid;
 
-	/*
-	 * Whatever happens to the current node (erased, collapsed, moved),
-	 * its successor stays in the tree, so the walk goes on from there.
-	 */
 	for (nid = 0; nid < ksm_nr_node_ids; nid++) {
 		for (rb = rb_first(root_stable_tree + nid); rb; rb = next) {
 			next = rb_next(rb);
@@ -1113,32 +1144,25 @@ static void sweep_stable_nodes(unsigned long pfn_start, unsigned long pfn_end)
 				hlist_for_each_entry_safe(dup, htmp,
 							  &node->hlist,
 							  hlist_dup) {
-					if (dup->kpfn < pfn_start ||
-					    dup->kpfn >= pfn_end)
-						continue;
-					gone = node->rmap_hlist_len == 1;
-					remove_stale_node(dup);
-					if (gone)
+					/* The last dup takes the chain along. */
+					bool last = node->rmap_hlist_len == 1;
+
+					if (sweep_one(dup, start, end,
+						      unmapped) && last) {
+						gone = true;
 						break;
+					}
 				}
 				if (!gone)
 					chain_prune(node, true);
-			} else if (node->kpfn >= pfn_start &&
-				   node->kpfn < pfn_end) {
-				remove_stale_node(node);
 			} else {
-				struct folio *folio = get_ksm_folio(node, false);
-
-				if (folio)
-					folio_put(folio);
+				sweep_one(node, start, end, unmapped);
 			}
 			cond_resched();
 		}
 	}
-	list_for_each_entry_safe(node, tmp, &migrate_nodes, list) {
-		if (node->kpfn >= pfn_start && node->kpfn < pfn_end)
-			remove_stale_node(node);
-	}
+	list_for_each_entry_safe(node, tmp, &migrate_nodes, list)
+		sweep_one(node, start, end, unmapped);
 }
 
 /* ---- merging ------------------------------------------------------------ */
@@ -1327,7 +1351,8 @@ static struct page *get_mergeable_page(struct ksm_rmap_item *titem)
 	folio = folio_walk_start(&fw, vma, item_addr(titem), 0);
 	if (folio) {
 		if (folio_test_anon(folio) && !folio_test_ksm(folio) &&
-		    !folio_is_zone_device(folio) && folio_try_get(folio))
+		    !folio_is_zone_device(folio) && !PageHWPoison(fw.page) &&
+		    folio_try_get(folio))
 			page = fw.page;
 		folio_walk_end(&fw, vma);
 	}
@@ -1445,6 +1470,10 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	int nid;
 
 	ksm_pages_scanned++;
+
+	/* Never read a poisoned page. */
+	if (PageHWPoison(page))
+		return;
 
 	/* Left over from an earlier generation, or we re-file it anyway. */
 	if (item->address & ITEM_UNSTABLE)
@@ -1670,7 +1699,7 @@ static void ksm_start_full_scan(void)
 	refile_migrated_nodes();
 	if (time_after(jiffies, ksm_last_sweep +
 		       msecs_to_jiffies(READ_ONCE(ksm_stable_node_chains_prune_millisecs)))) {
-		sweep_stable_nodes(0, 0);
+		sweep_stable_nodes(0, 0, false);
 		ksm_last_sweep = jiffies;
 	}
 	ksm_advisor_scan_start = ktime_get();
@@ -2143,7 +2172,7 @@ static int unmerge_and_remove_all_rmap_items(void)
 	}
 
 	/* Forget KSM pages that nobody maps any more. */
-	sweep_stable_nodes(0, 0);
+	sweep_stable_nodes(0, 0, true);
 	ksm_last_sweep = jiffies;
 
 	spin_lock(&ksm_mmlist_lock);
@@ -2346,7 +2375,7 @@ static int ksm_memory_callback(struct notifier_block *self,
 		/* Whatever still points into the range is stale. */
 		mutex_lock(&ksm_thread_mutex);
 		sweep_stable_nodes(mn->start_pfn,
-				   mn->start_pfn + mn->nr_pages);
+				   mn->start_pfn + mn->nr_pages, false);
 		ksm_run &= ~KSM_RUN_OFFLINE;
 		mutex_unlock(&ksm_thread_mutex);
 		wake_up_interruptible(&ksm_thread_wait);
