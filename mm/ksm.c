@@ -1090,8 +1090,8 @@ static void refile_migrated_nodes(void)
 /*
  * Drop @node if its page is gone or its kpfn lies in [@start, @end); with
  * @unmapped, also if nobody maps its page any more (run=2: the page may
- * still sit in the swap cache or a per-cpu batch; it becomes a plain page
- * with no mapping, which is what swapin expects of such pages).  Returns
+ * still sit in the swap cache or a per-cpu batch; it stays a KSM page
+ * without a node, which swapin copies).  Returns
  * true if the node went away.
  */
 static bool sweep_one(struct ksm_stable_node *node, unsigned long start,
@@ -1110,7 +1110,12 @@ static bool sweep_one(struct ksm_stable_node *node, unsigned long start,
 		bool gone = !folio_mapped(folio) && !node->rmap_hlist_len;
 
 		if (gone) {
-			WRITE_ONCE(folio->mapping, NULL);
+			/*
+			 * Still KSM, but with no node: swapin copies it rather
+			 * than letting one mm claim a page that other mms may
+			 * reach through their swap entries.
+			 */
+			WRITE_ONCE(folio->mapping, node_mapping(NULL));
 			remove_stale_node(node);
 		}
 		folio_unlock(folio);
@@ -1233,8 +1238,14 @@ static int try_to_merge_with_kpage(struct ksm_rmap_item *item,
 		err = -EBUSY;
 	if (!err)
 		err = replace_page(vma, page, kpage, addr, orig);
-	if (!err)
+	if (!err) {
+		/*
+		 * A KSM page mapped once may have been MADV_FREEd since it
+		 * was made: keep reclaim from discarding data we now share.
+		 */
+		folio_mark_dirty(kfolio);
 		stable_item_attach(node, item, vma->anon_vma);
+	}
 out_unlock_both:
 	folio_unlock(kfolio);
 out_unlock:
@@ -1300,6 +1311,11 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	if (err)
 		goto out_unlock_both;
 
+	/*
+	 * Reclaim discards a clean lazyfree (MADV_FREE) page; the one we
+	 * keep must be written to swap instead, since tmm's data is in it.
+	 */
+	folio_mark_dirty(folio);
 	old_mapping = folio->mapping;
 	folio_set_stable_node(folio, node);
 	err = replace_page(tvma, tpage, page, taddr, torig);
@@ -2198,8 +2214,9 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 
 	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
 
+	/* No node: forgotten by run=2 while unmapped, so nothing to visit. */
 	node = folio_stable_node(folio);
-	if (WARN_ON_ONCE(!node))
+	if (!node)
 		return;
 
 	for (pass = 0; pass < 2; pass++) {
