@@ -10,12 +10,12 @@
 #   make patches  export the patch series into out/patches/
 #
 # Variables: KERNEL=ours|upstream  FLAVOR=release|debug  ONLY="t1 t2"
-#            DURATION=s  SEED=n  TIMEOUT=s  KVM=1 (default: TCG)
+#            DURATION=s  SEED=n  SCENARIOS=a,b (stress)  TIMEOUT=s  KVM=1 (default: TCG)
 
 KERNEL ?= ours
 H := harness
 
-export KERNEL ONLY DURATION SEED TIMEOUT KVM RETRY QUICK
+export KERNEL ONLY DURATION SEED SCENARIOS TIMEOUT KVM RETRY QUICK
 
 .PHONY: help deps image initramfs test conformance run shell stress bench \
 	patches check-style clean

@@ -83,4 +83,5 @@ ONLY=$(arg only)
 RETRY=$(arg retry)
 DURATION=$(arg duration)
 SEED=$(arg seed)
+SCEN=$(arg scen)
 ksmt_settle
