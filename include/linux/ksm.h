@@ -61,12 +61,16 @@ static inline void ksm_fork(struct mm_struct *mm, struct mm_struct *oldmm)
 {
 	/*
 	 * The child starts with no tracking items of its own, but it copied
-	 * the parent's KSM zero PTEs, so account those.  Registration is best
-	 * effort: failing it only means the child is not scanned.
+	 * the parent's KSM zero PTEs, so account those.  Read the parent's
+	 * count now, not the copy dup_mm() took before dup_mmap() locked the
+	 * parent: ksmd may have merged more zero pages in between.
+	 * Registration is best effort: failing it only means the child is
+	 * not scanned.
 	 */
 	if (test_bit(MMF_VM_MERGEABLE, &oldmm->flags)) {
-		long nr_zero = atomic_long_read(&mm->ksm_zero_pages);
+		long nr_zero = atomic_long_read(&oldmm->ksm_zero_pages);
 
+		atomic_long_set(&mm->ksm_zero_pages, nr_zero);
 		mm->ksm_merging_pages = 0;
 		mm->ksm_rmap_items = 0;
 		atomic_long_add(nr_zero, &ksm_zero_pages);
