@@ -147,17 +147,10 @@ struct ksm_stable_node {
 	unsigned char kind;
 };
 
+/* Registration of one mm: hashed by mm, listed in scan order. */
 struct ksm_mm_slot {
+	struct ksm_rmap_item *rmap_list;	/* its items, by address */
 	struct mm_slot slot;
-	struct ksm_rmap_item *rmap_list;
-};
-
-/* Scan cursor; only ksmd (under ksm_thread_mutex) moves it. */
-struct ksm_scan {
-	struct ksm_mm_slot *mm_slot;
-	unsigned long address;
-	struct ksm_rmap_item **rmap_list;
-	unsigned long seqnr;
 };
 
 /* A page collected by the range walk, processed after the walk. */
@@ -169,6 +162,10 @@ struct ksm_cand {
 
 #define KSM_BATCH	32
 
+static struct kmem_cache *rmap_item_cache;
+static struct kmem_cache *stable_node_cache;
+static struct kmem_cache *mm_slot_cache;
+
 static struct rb_root one_stable_tree[1] = { RB_ROOT };
 static struct rb_root one_unstable_tree[1] = { RB_ROOT };
 static struct rb_root *root_stable_tree = one_stable_tree;
@@ -178,20 +175,24 @@ static int ksm_nr_node_ids = 1;
 /* KSM pages migrated to another NUMA node, waiting to be re-filed. */
 static LIST_HEAD(migrate_nodes);
 
-#define MM_SLOTS_HASH_BITS 10
-static DEFINE_HASHTABLE(mm_slots_hash, MM_SLOTS_HASH_BITS);
-
+/* Registered mms: ksm_mm_head anchors the scan list, the hash finds them. */
+static DEFINE_HASHTABLE(mm_slots_hash, 10);
 static struct ksm_mm_slot ksm_mm_head = {
 	.slot.mm_node = LIST_HEAD_INIT(ksm_mm_head.slot.mm_node),
 };
 
-static struct ksm_scan ksm_scan = {
+/*
+ * Scan cursor; only ksmd (under ksm_thread_mutex) moves it.  @link is
+ * where the item for the next page at or above @address belongs.
+ */
+static struct {
+	unsigned long seqnr;		/* full scans started */
+	unsigned long address;
+	struct ksm_rmap_item **link;
+	struct ksm_mm_slot *mm_slot;	/* &ksm_mm_head between scans */
+} ksm_scan = {
 	.mm_slot = &ksm_mm_head,
 };
-
-static struct kmem_cache *rmap_item_cache;
-static struct kmem_cache *stable_node_cache;
-static struct kmem_cache *mm_slot_cache;
 
 /* Statistics; written under ksm_thread_mutex, read locklessly. */
 static unsigned long ksm_pages_scanned;
@@ -333,14 +334,19 @@ static bool page_is_zero(struct page *page)
 	return zero;
 }
 
-static struct ksm_rmap_item *alloc_rmap_item(void)
-{
-	struct ksm_rmap_item *item;
+/* Item and node allocations may fail quietly: ksmd just retries later. */
+#define KSM_GFP		(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN)
 
-	item = kmem_cache_zalloc(rmap_item_cache, GFP_KERNEL |
-				 __GFP_NORETRY | __GFP_NOWARN);
-	if (item)
-		ksm_rmap_items++;
+static struct ksm_rmap_item *alloc_rmap_item(struct mm_struct *mm)
+{
+	struct ksm_rmap_item *item = kmem_cache_zalloc(rmap_item_cache,
+							KSM_GFP);
+
+	if (!item)
+		return NULL;
+	item->mm = mm;
+	mm->ksm_rmap_items++;
+	ksm_rmap_items++;
 	return item;
 }
 
@@ -354,8 +360,7 @@ static void free_rmap_item(struct ksm_rmap_item *item)
 
 static struct ksm_stable_node *alloc_stable_node(void)
 {
-	return kmem_cache_zalloc(stable_node_cache, GFP_KERNEL |
-				 __GFP_NORETRY | __GFP_NOWARN);
+	return kmem_cache_zalloc(stable_node_cache, KSM_GFP);
 }
 
 static void free_stable_node(struct ksm_stable_node *node)
@@ -371,36 +376,37 @@ static struct ksm_mm_slot *get_mm_slot(struct mm_struct *mm)
 	return slot ? mm_slot_entry(slot, struct ksm_mm_slot, slot) : NULL;
 }
 
+/*
+ * VMAs KSM never touches: shared or special mappings, hugetlb, DAX, and
+ * the arch flags whose pages carry tags or attributes a merge would lose.
+ */
+#define VM_KSM_NEVER	(VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | \
+			 VM_DONTEXPAND | VM_HUGETLB | VM_MIXEDMAP | \
+			 VM_DROPPABLE | VM_KSM_ARCH_NEVER)
+#if defined(VM_SAO)
+#define VM_KSM_ARCH_NEVER	VM_SAO
+#elif defined(VM_SPARC_ADI)
+#define VM_KSM_ARCH_NEVER	VM_SPARC_ADI
+#else
+#define VM_KSM_ARCH_NEVER	VM_NONE
+#endif
+
 static inline bool vma_ksm_compatible(struct vm_area_struct *vma)
 {
-	if (vma->vm_flags & (VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO |
-			     VM_DONTEXPAND | VM_HUGETLB | VM_MIXEDMAP |
-			     VM_DROPPABLE))
-		return false;
-	if (vma_is_dax(vma))
-		return false;
-#ifdef VM_SAO
-	if (vma->vm_flags & VM_SAO)
-		return false;
-#endif
-#ifdef VM_SPARC_ADI
-	if (vma->vm_flags & VM_SPARC_ADI)
-		return false;
-#endif
-	return true;
+	return !(vma->vm_flags & VM_KSM_NEVER) && !vma_is_dax(vma);
 }
 
 static struct vm_area_struct *find_mergeable_vma(struct mm_struct *mm,
 						 unsigned long addr)
 {
-	struct vm_area_struct *vma;
+	struct vm_area_struct *vma = NULL;
 
-	if (ksm_test_exit(mm))
-		return NULL;
-	vma = vma_lookup(mm, addr);
-	if (!vma || !(vma->vm_flags & VM_MERGEABLE) || !vma->anon_vma)
-		return NULL;
-	return vma;
+	if (!ksm_test_exit(mm))
+		vma = vma_lookup(mm, addr);
+	/* Still mergeable, with an anon_vma for stable items to pin. */
+	if (vma && (vma->vm_flags & VM_MERGEABLE) && vma->anon_vma)
+		return vma;
+	return NULL;
 }
 
 /* ---- stable nodes ------------------------------------------------------ */
@@ -475,50 +481,46 @@ static void remove_stale_node(struct ksm_stable_node *node)
  * re-read whenever it may have changed: folio_migrate_ksm() moves it to
  * the new folio while the old one is frozen or still locked.
  */
+static void put_ksm_folio(struct folio *folio, bool locked)
+{
+	if (locked)
+		folio_unlock(folio);
+	folio_put(folio);
+}
+
 static struct folio *get_ksm_folio(struct ksm_stable_node *node, bool lock)
 {
 	void *expected = node_mapping(node);
 	struct folio *folio;
 	unsigned long kpfn;
 
-again:
-	kpfn = READ_ONCE(node->kpfn);
-	folio = pfn_folio(kpfn);
-	if (READ_ONCE(folio->mapping) != expected)
-		goto stale;
-	if (!folio_try_get(folio)) {
-		/* Being freed, or frozen by migration: wait for the outcome. */
-		cond_resched();
-		goto again;
-	}
-	if (READ_ONCE(folio->mapping) != expected) {
-		folio_put(folio);
-		goto stale;
-	}
-	if (lock) {
-		folio_lock(folio);
-		if (READ_ONCE(folio->mapping) != expected) {
-			folio_unlock(folio);
-			folio_put(folio);
-			goto stale;
+	for (;;) {
+		kpfn = READ_ONCE(node->kpfn);
+		folio = pfn_folio(kpfn);
+		if (READ_ONCE(folio->mapping) == expected) {
+			if (!folio_try_get(folio)) {
+				/* Freed or frozen by migration: see which. */
+				cond_resched();
+				continue;
+			}
+			if (lock)
+				folio_lock(folio);
+			if (READ_ONCE(folio->mapping) == expected) {
+				/* Pairs with the smp_wmb() in folio_migrate_ksm(). */
+				smp_rmb();
+				if (READ_ONCE(node->kpfn) == kpfn)
+					return folio;
+				/* Moved to a new folio meanwhile: follow it. */
+				put_ksm_folio(folio, lock);
+				continue;
+			}
+			put_ksm_folio(folio, lock);
 		}
+		/* Not our folio: stale, unless the node moved meanwhile. */
+		smp_rmb();
+		if (READ_ONCE(node->kpfn) == kpfn)
+			break;
 	}
-	/* Read kpfn after the mapping check; pairs with folio_migrate_ksm(). */
-	smp_rmb();
-	if (READ_ONCE(node->kpfn) != kpfn) {
-		/* Migrated to a new folio meanwhile. */
-		if (lock)
-			folio_unlock(folio);
-		folio_put(folio);
-		goto again;
-	}
-	return folio;
-
-stale:
-	/* Pairs with the smp_wmb() in folio_migrate_ksm(). */
-	smp_rmb();
-	if (READ_ONCE(node->kpfn) != kpfn)
-		goto again;
 	remove_stale_node(node);
 	return NULL;
 }
@@ -533,8 +535,7 @@ static void remove_item_from_stable(struct ksm_rmap_item *item)
 		return;
 	if (item->address & ITEM_STABLE)
 		stable_item_detach(item);
-	folio_unlock(folio);
-	folio_put(folio);
+	put_ksm_folio(folio, true);
 }
 
 static struct rb_root *unstable_root_of(struct ksm_rmap_item *item)
@@ -586,6 +587,23 @@ static void remove_trailing_items(struct ksm_rmap_item **link)
 /* ---- page table work ------------------------------------------------- */
 
 /*
+ * page_vma_mapped_walk_done() after a successful walk for a small folio
+ * (KSM never walks hugetlb VMAs): unmap the page table if the walk found
+ * a PTE, and drop the page table lock.  Spelled out because sparse can
+ * follow neither the conditional release in the generic helper nor the
+ * rcu_read_lock() taken inside the walk to map the page table.
+ */
+static void ksm_pvmw_done(struct page_vma_mapped_walk *pvmw)
+	__releases(pvmw->ptl)
+{
+	if (pvmw->pte) {
+		__acquire(RCU);	/* for sparse: taken by the walk's PTE mapping */
+		pte_unmap(pvmw->pte);
+	}
+	spin_unlock(pvmw->ptl);
+}
+
+/*
  * Make the PTE mapping @page at @addr read-only, and make sure nobody can
  * write to the page behind our back: the PTE is cleared and flushed first
  * so that GUP-fast cannot take new references, then the refcount must
@@ -613,6 +631,7 @@ static int write_protect_page(struct vm_area_struct *vma, struct folio *folio,
 
 	if (!page_vma_mapped_walk(&pvmw))
 		goto out_mn;
+	__acquire(pvmw.ptl);	/* for sparse: the walk holds the PTE lock */
 	if (WARN_ONCE(!pvmw.pte, "unexpected PMD mapping"))
 		goto out_unlock;
 
@@ -649,7 +668,7 @@ static int write_protect_page(struct vm_area_struct *vma, struct folio *folio,
 	err = 0;
 
 out_unlock:
-	page_vma_mapped_walk_done(&pvmw);
+	ksm_pvmw_done(&pvmw);
 out_mn:
 	mmu_notifier_invalidate_range_end(&range);
 	return err;
@@ -663,54 +682,47 @@ static int replace_page(struct vm_area_struct *vma, struct page *page,
 			struct page *kpage, unsigned long addr, pte_t orig)
 {
 	struct folio *folio = page_folio(page);
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
 	struct mm_struct *mm = vma->vm_mm;
 	struct mmu_notifier_range range;
-	pte_t *ptep, newpte, cur;
-	spinlock_t *ptl;	/* page table lock */
-	pmd_t *pmd, pmde;
+	pte_t newpte;
 	int err = -EFAULT;
-
-	pmd = mm_find_pmd(mm, addr);
-	if (!pmd)
-		return err;
-	pmde = pmdp_get_lockless(pmd);
-	if (!pmd_present(pmde) || pmd_trans_huge(pmde))
-		return err;
 
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
 				addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
 
-	ptep = pte_offset_map_lock(mm, pmd, addr, &ptl);
-	if (!ptep)
+	/* The walk finds @page's PTE, if any, and takes its lock. */
+	if (!page_vma_mapped_walk(&pvmw))
 		goto out_mn;
-	cur = ptep_get(ptep);
+	__acquire(pvmw.ptl);	/* for sparse: the walk holds the PTE lock */
 	/* The accessed bit may have been set by hardware meanwhile. */
-	if (!pte_same(pte_mkold(cur), pte_mkold(orig)))
+	if (!pvmw.pte ||
+	    !pte_same(pte_mkold(ptep_get(pvmw.pte)), pte_mkold(orig)))
 		goto out_unlock;
 
-	if (!is_zero_pfn(page_to_pfn(kpage))) {
-		struct folio *kfolio = page_folio(kpage);
-
-		folio_get(kfolio);
-		folio_add_anon_rmap_pte(kfolio, kpage, vma, addr, RMAP_NONE);
-		newpte = pte_wrprotect(mk_pte(kpage, vma->vm_page_prot));
-	} else {
+	if (is_zero_pfn(page_to_pfn(kpage))) {
 		/* The dirty bit tells is_ksm_zero_pte() that KSM put it here. */
 		newpte = pfn_pte(page_to_pfn(kpage), vma->vm_page_prot);
 		newpte = pte_mkdirty(pte_wrprotect(pte_mkspecial(newpte)));
 		ksm_map_zero_page(mm);
 		dec_mm_counter(mm, MM_ANONPAGES);
+	} else {
+		folio_get(page_folio(kpage));
+		folio_add_anon_rmap_pte(page_folio(kpage), kpage, vma, addr,
+					RMAP_NONE);
+		newpte = pte_wrprotect(mk_pte(kpage, vma->vm_page_prot));
 	}
 	if (pte_uffd_wp(orig))
 		newpte = pte_mkuffd_wp(newpte);
 	if (pte_soft_dirty(orig))
 		newpte = pte_mksoft_dirty(newpte);
 
-	flush_cache_page(vma, addr, pte_pfn(cur));
-	ptep_clear_flush(vma, addr, ptep);
-	set_pte_at(mm, addr, ptep, newpte);
+	flush_cache_page(vma, addr, page_to_pfn(page));
+	ptep_clear_flush(vma, addr, pvmw.pte);
+	set_pte_at(mm, addr, pvmw.pte, newpte);
 
+	/* The reference that the old PTE held goes with it. */
 	folio_remove_rmap_pte(folio, page, vma);
 	if (!folio_mapped(folio))
 		folio_free_swap(folio);
@@ -718,7 +730,7 @@ static int replace_page(struct vm_area_struct *vma, struct page *page,
 	err = 0;
 
 out_unlock:
-	pte_unmap_unlock(ptep, ptl);
+	ksm_pvmw_done(&pvmw);
 out_mn:
 	mmu_notifier_invalidate_range_end(&range);
 	return err;
@@ -752,50 +764,78 @@ static struct folio *lock_small_folio(struct page *page, bool trylock)
 /* ---- unmerging -------------------------------------------------------- */
 
 /*
+ * folio_walk_end(), spelled out for sparse: it can follow neither the
+ * conditional pte_unmap() in the generic macro nor the rcu_read_lock()
+ * that folio_walk_start() took to map a page table.
+ */
+static void ksm_folio_walk_end(struct folio_walk *fw,
+			       struct vm_area_struct *vma)
+	__releases(fw->ptl)
+{
+	spin_unlock(fw->ptl);
+	if (likely(fw->level == FW_LEVEL_PTE)) {
+		__acquire(RCU);	/* for sparse: taken by the walk's PTE mapping */
+		pte_unmap(fw->ptep);
+	}
+	vma_pgtable_walk_end(vma);
+}
+
+/* Is a KSM page or the KSM zero page mapped at @addr? */
+static bool maps_ksm_page(struct vm_area_struct *vma, unsigned long addr)
+{
+	struct folio_walk fw;
+	struct folio *folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
+	bool ksm;
+
+	if (!folio)
+		return false;
+	__acquire(fw.ptl);	/* for sparse: the walk holds the lock */
+	/* KSM pages are small, so only ever PTE-mapped. */
+	ksm = fw.level == FW_LEVEL_PTE &&
+	      (folio_test_ksm(folio) || is_ksm_zero_pte(fw.pte));
+	ksm_folio_walk_end(&fw, vma);
+	return ksm;
+}
+
+#define BREAK_KSM_GIVE_UP	(VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | \
+				 VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE)
+
+/*
  * Break COW on a KSM page or KSM zero page mapped at @addr, so the mm gets
  * a private copy of its data.  Called with the mmap_lock held.
  */
 static int break_ksm(struct vm_area_struct *vma, unsigned long addr)
 {
-	vm_fault_t ret = 0;
+	/* Until no KSM page is left there: ksmd may merge it again. */
+	while (maps_ksm_page(vma, addr)) {
+		vm_fault_t ret;
 
-	do {
-		struct folio_walk fw;
-		struct folio *folio;
-		bool ksm_page = false;
-
-		cond_resched();
-		folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
-		if (folio) {
-			if (fw.level == FW_LEVEL_PTE)
-				ksm_page = folio_test_ksm(folio) ||
-					   is_ksm_zero_pte(fw.pte);
-			folio_walk_end(&fw, vma);
-		}
-		if (!ksm_page)
-			return 0;
 		ret = handle_mm_fault(vma, addr,
 				      FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE,
 				      NULL);
-	} while (!(ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_OOM |
-			  VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE)));
-
-	return (ret & VM_FAULT_OOM) ? -ENOMEM : 0;
+		if (ret & VM_FAULT_OOM)
+			return -ENOMEM;
+		if (ret & BREAK_KSM_GIVE_UP)
+			break;
+		cond_resched();
+	}
+	return 0;
 }
 
+/*
+ * Unmerge [@start, @end) of @vma page by page.  A fatal or other pending
+ * signal stops it with -ERESTARTSYS; an exiting mm needs no unmerging.
+ */
 static int unmerge_ksm_pages(struct vm_area_struct *vma, unsigned long start,
 			     unsigned long end)
 {
-	unsigned long addr;
+	unsigned long addr = start;
 	int err = 0;
 
-	for (addr = start; addr < end && !err; addr += PAGE_SIZE) {
-		if (ksm_test_exit(vma->vm_mm))
-			break;
-		if (signal_pending(current))
-			err = -ERESTARTSYS;
-		else
-			err = break_ksm(vma, addr);
+	while (!err && addr < end && !ksm_test_exit(vma->vm_mm)) {
+		err = signal_pending(current) ? -ERESTARTSYS :
+						break_ksm(vma, addr);
+		addr += PAGE_SIZE;
 	}
 	return err;
 }
@@ -1366,11 +1406,12 @@ static struct page *get_mergeable_page(struct ksm_rmap_item *titem)
 		goto out;
 	folio = folio_walk_start(&fw, vma, item_addr(titem), 0);
 	if (folio) {
+		__acquire(fw.ptl);	/* for sparse: the walk holds the lock */
 		if (folio_test_anon(folio) && !folio_test_ksm(folio) &&
 		    !folio_is_zone_device(folio) && !PageHWPoison(fw.page) &&
 		    folio_try_get(folio))
 			page = fw.page;
-		folio_walk_end(&fw, vma);
+		ksm_folio_walk_end(&fw, vma);
 	}
 out:
 	mmap_read_unlock(mm);
@@ -1428,12 +1469,16 @@ again:
 	return NULL;
 }
 
-/* Smart scan: how many scans to skip after @age unmerged visits. */
+/*
+ * Smart scan: how many scans to skip after @age unmerged visits.  The
+ * first three are never followed by a skip, so that a page stays in the
+ * unstable tree for a while after a possible partner first shows up.
+ */
 static unsigned int skips_for_age(unsigned int age)
 {
-	if (age < 2)
+	if (age < 3)
 		return 0;
-	return min(1U << (age - 2), 8U);
+	return min(1U << (age - 3), 8U);
 }
 
 static void item_unmerged_visit(struct ksm_rmap_item *item)
@@ -1580,37 +1625,47 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 /* ---- scanning ---------------------------------------------------------- */
 
 /*
- * Return the item for @addr, freeing items for lower addresses that no
- * longer map a candidate page.
+ * Return the item for @addr and advance the cursor past it.  Items the
+ * cursor steps over (their page is gone) are freed on the way; a missing
+ * item is allocated and linked in at the cursor.
  */
 static struct ksm_rmap_item *get_next_item(struct ksm_mm_slot *slot,
 					   unsigned long addr)
 {
 	struct ksm_rmap_item *item;
 
-	while (*ksm_scan.rmap_list) {
-		item = *ksm_scan.rmap_list;
-		if (item_addr(item) == addr) {
-			ksm_scan.rmap_list = &item->rmap_list;
-			return item;
-		}
-		if (item_addr(item) > addr)
-			break;
-		*ksm_scan.rmap_list = item->rmap_list;
+	for (item = *ksm_scan.link; item && item_addr(item) < addr;
+	     item = *ksm_scan.link) {
+		*ksm_scan.link = item->rmap_list;
 		remove_item_from_tree(item);
 		free_rmap_item(item);
 	}
+	if (!item || item_addr(item) != addr) {
+		struct ksm_rmap_item *next = item;
 
-	item = alloc_rmap_item();
-	if (item) {
-		item->mm = slot->slot.mm;
-		item->mm->ksm_rmap_items++;
+		item = alloc_rmap_item(slot->slot.mm);
+		if (!item)
+			return NULL;
 		item->address = addr;
-		item->rmap_list = *ksm_scan.rmap_list;
-		*ksm_scan.rmap_list = item;
-		ksm_scan.rmap_list = &item->rmap_list;
+		item->rmap_list = next;
+		*ksm_scan.link = item;
 	}
+	ksm_scan.link = &item->rmap_list;
 	return item;
+}
+
+/* The page @ptent maps at @addr, if it is anonymous memory ksmd handles. */
+static struct page *pte_candidate(struct vm_area_struct *vma,
+				  unsigned long addr, pte_t ptent)
+{
+	struct page *page = NULL;
+
+	if (pte_present(ptent))
+		page = vm_normal_page(vma, addr, ptent);
+	if (!page || !folio_test_anon(page_folio(page)) ||
+	    folio_is_zone_device(page_folio(page)))
+		return NULL;
+	return page;
 }
 
 /*
@@ -1665,21 +1720,16 @@ static int collect_candidates(struct vm_area_struct *vma, unsigned long *addrp,
 		start_pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
 		if (!start_pte)
 			goto next_pmd;
+		__acquire(RCU);	/* for sparse: pte_offset_map_lock() took it */
 		for (pte = start_pte; addr < next && n < max;
 		     addr += PAGE_SIZE, pte++) {
-			pte_t ptent = ptep_get(pte);
+			struct page *page = pte_candidate(vma, addr,
+							  ptep_get(pte));
 			struct folio *folio;
-			struct page *page;
 
-			if (!pte_present(ptent))
-				continue;
-			page = vm_normal_page(vma, addr, ptent);
 			if (!page)
 				continue;
 			folio = page_folio(page);
-			if (!folio_test_anon(folio) ||
-			    folio_is_zone_device(folio))
-				continue;
 			if (folio_test_large(folio) && n) {
 				*stop = true;
 				break;
@@ -1760,16 +1810,23 @@ static void ksm_end_full_scan(void)
 	trace_ksm_stop_scan(ksm_scan.seqnr, ksm_rmap_items);
 }
 
-/* Free the slot of an exited mm (ksmd is done with its items). */
-static void drop_exited_slot(struct ksm_mm_slot *slot)
+/* Take @slot off the hash and the scan list; under ksm_mmlist_lock. */
+static void unlink_mm_slot(struct ksm_mm_slot *slot)
+{
+	hash_del(&slot->slot.hash);
+	list_del(&slot->slot.mm_node);
+}
+
+/* Free an unlinked slot and drop its hold on the (exited) mm. */
+static void release_mm_slot(struct ksm_mm_slot *slot)
 {
 	struct mm_struct *mm = slot->slot.mm;
 
-	hash_del(&slot->slot.hash);
-	list_del(&slot->slot.mm_node);
 	mm_slot_free(mm_slot_cache, slot);
 	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
 	clear_bit(MMF_VM_MERGEABLE, &mm->flags);
+	trace_ksm_exit(mm);
+	mmdrop(mm);
 }
 
 /*
@@ -1797,7 +1854,7 @@ static int scan_collect(struct ksm_cand *cand, int max)
 		if (slot == &ksm_mm_head)
 			return -1;
 		ksm_scan.address = 0;
-		ksm_scan.rmap_list = &slot->rmap_list;
+		ksm_scan.link = &slot->rmap_list;
 	}
 
 	mm = slot->slot.mm;
@@ -1857,24 +1914,20 @@ static int scan_collect(struct ksm_cand *cand, int max)
 		n = 0;
 		remove_trailing_items(&slot->rmap_list);
 	} else {
-		remove_trailing_items(ksm_scan.rmap_list);
+		remove_trailing_items(ksm_scan.link);
 	}
 
 	spin_lock(&ksm_mmlist_lock);
 	ksm_scan.mm_slot = list_entry(slot->slot.mm_node.next,
 				      struct ksm_mm_slot, slot.mm_node);
 	ksm_scan.address = 0;
-	ksm_scan.rmap_list = &ksm_scan.mm_slot->rmap_list;
-	if (exited) {
-		drop_exited_slot(slot);
-		spin_unlock(&ksm_mmlist_lock);
-		mmap_read_unlock(mm);
-		trace_ksm_exit(mm);
-		mmdrop(mm);
-	} else {
-		spin_unlock(&ksm_mmlist_lock);
-		mmap_read_unlock(mm);
-	}
+	ksm_scan.link = &ksm_scan.mm_slot->rmap_list;
+	if (exited)
+		unlink_mm_slot(slot);
+	spin_unlock(&ksm_mmlist_lock);
+	mmap_read_unlock(mm);
+	if (exited)
+		release_mm_slot(slot);
 	if (ksm_scan.mm_slot == &ksm_mm_head)
 		ksm_end_full_scan();
 	return n;
@@ -1952,70 +2005,63 @@ static int ksm_scan_thread(void *nothing)
 
 int __ksm_enter(struct mm_struct *mm)
 {
-	struct ksm_mm_slot *slot;
+	struct ksm_mm_slot *slot = mm_slot_alloc(mm_slot_cache);
 	struct mm_slot *ms;
-	bool needs_wakeup;
+	bool first;
 
-	slot = mm_slot_alloc(mm_slot_cache);
 	if (!slot)
 		return -ENOMEM;
 	ms = &slot->slot;
-
+	/* At the tail: ksmd gets to it at the end of its current pass. */
 	spin_lock(&ksm_mmlist_lock);
-	needs_wakeup = list_empty(&ksm_mm_head.slot.mm_node);
-	mm_slot_insert(mm_slots_hash, mm, ms);
-	/* At the tail: scanned at the end of the current pass. */
+	first = list_empty(&ksm_mm_head.slot.mm_node);
 	list_add_tail(&slot->slot.mm_node, &ksm_mm_head.slot.mm_node);
+	mm_slot_insert(mm_slots_hash, mm, ms);
 	spin_unlock(&ksm_mmlist_lock);
 
-	set_bit(MMF_VM_MERGEABLE, &mm->flags);
 	mmgrab(mm);
-
-	if (needs_wakeup)
-		wake_up_interruptible(&ksm_thread_wait);
+	set_bit(MMF_VM_MERGEABLE, &mm->flags);
 	trace_ksm_enter(mm);
+	/* ksmd waits for work without a timeout while the list is empty. */
+	if (first)
+		wake_up_interruptible(&ksm_thread_wait);
 	return 0;
 }
 
+static int ksm_register(struct mm_struct *mm)
+{
+	return test_bit(MMF_VM_MERGEABLE, &mm->flags) ? 0 : __ksm_enter(mm);
+}
+
+/*
+ * Called from __mmput() with mm_users already 0.  A slot with no items,
+ * that ksmd is not scanning, goes right away.  Otherwise ksmd frees the
+ * items and the slot when it sees ksm_test_exit(); it never touches page
+ * tables of an exited mm.  Moving the slot right after the cursor makes
+ * that happen soon.
+ */
 void __ksm_exit(struct mm_struct *mm)
 {
 	struct ksm_mm_slot *slot;
-	bool easy = false;
 
-	/*
-	 * Called from __mmput() with mm_users already 0.  A slot with no
-	 * items, that ksmd is not scanning, can go right away; otherwise
-	 * ksmd notices ksm_test_exit() and frees items and slot itself
-	 * (it never touches page tables of an exited mm).
-	 */
 	spin_lock(&ksm_mmlist_lock);
 	slot = get_mm_slot(mm);
-	if (slot && ksm_scan.mm_slot != slot) {
+	if (slot && slot != ksm_scan.mm_slot) {
 		if (!slot->rmap_list) {
-			hash_del(&slot->slot.hash);
-			list_del(&slot->slot.mm_node);
-			easy = true;
-		} else {
-			list_move(&slot->slot.mm_node,
-				  &ksm_scan.mm_slot->slot.mm_node);
+			unlink_mm_slot(slot);
+			spin_unlock(&ksm_mmlist_lock);
+			release_mm_slot(slot);
+			return;
 		}
+		list_move(&slot->slot.mm_node,
+			  &ksm_scan.mm_slot->slot.mm_node);
 	}
 	spin_unlock(&ksm_mmlist_lock);
-
-	if (easy) {
-		mm_slot_free(mm_slot_cache, slot);
-		clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
-		clear_bit(MMF_VM_MERGEABLE, &mm->flags);
-		trace_ksm_exit(mm);
-		mmdrop(mm);
-	}
 }
 
 static void __ksm_add_vma(struct vm_area_struct *vma)
 {
-	if (vma->vm_flags & VM_MERGEABLE)
-		return;
-	if (vma_ksm_compatible(vma))
+	if (!(vma->vm_flags & VM_MERGEABLE) && vma_ksm_compatible(vma))
 		vm_flags_set(vma, VM_MERGEABLE);
 }
 
@@ -2025,67 +2071,69 @@ void ksm_add_vma(struct vm_area_struct *vma)
 		__ksm_add_vma(vma);
 }
 
-static void ksm_add_vmas(struct mm_struct *mm)
+/*
+ * @merge: mark every VMA of @mm that KSM can handle mergeable.  Else
+ * unmerge every mergeable VMA and clear the mark, stopping at the first
+ * error (a signal, or no memory for the copies).
+ */
+static int ksm_mark_vmas(struct mm_struct *mm, bool merge)
 {
 	VMA_ITERATOR(vmi, mm, 0);
 	struct vm_area_struct *vma;
-
-	for_each_vma(vmi, vma)
-		__ksm_add_vma(vma);
-}
-
-static int ksm_del_vmas(struct mm_struct *mm)
-{
-	VMA_ITERATOR(vmi, mm, 0);
-	struct vm_area_struct *vma;
-	int err;
+	int err = 0;
 
 	for_each_vma(vmi, vma) {
+		if (merge) {
+			__ksm_add_vma(vma);
+			continue;
+		}
 		if (!(vma->vm_flags & VM_MERGEABLE))
 			continue;
-		if (vma->anon_vma) {
+		/* No anon_vma: nothing here was ever merged. */
+		if (vma->anon_vma)
 			err = unmerge_ksm_pages(vma, vma->vm_start,
 						vma->vm_end);
-			if (err)
-				return err;
-		}
+		if (err)
+			break;
 		vm_flags_clear(vma, VM_MERGEABLE);
 	}
+	return err;
+}
+
+/* PR_SET_MEMORY_MERGE: the whole process merges (@on) or stops merging. */
+static int ksm_set_merge_any(struct mm_struct *mm, bool on)
+{
+	int err;
+
+	mmap_assert_write_locked(mm);
+	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags) == on)
+		return 0;
+	if (on) {
+		err = ksm_register(mm);
+		if (err)
+			return err;
+		set_bit(MMF_VM_MERGE_ANY, &mm->flags);
+		ksm_mark_vmas(mm, true);
+		return 0;
+	}
+	err = ksm_mark_vmas(mm, false);
+	if (err) {
+		/* Failed: the process keeps merging, as it did before. */
+		ksm_mark_vmas(mm, true);
+		return err;
+	}
+	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
 	return 0;
 }
 
 int ksm_enable_merge_any(struct mm_struct *mm)
 {
-	int err;
-
-	mmap_assert_write_locked(mm);
-	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags))
-		return 0;
-	if (!test_bit(MMF_VM_MERGEABLE, &mm->flags)) {
-		err = __ksm_enter(mm);
-		if (err)
-			return err;
-	}
-	set_bit(MMF_VM_MERGE_ANY, &mm->flags);
-	ksm_add_vmas(mm);
-	return 0;
+	return ksm_set_merge_any(mm, true);
 }
 
 int ksm_disable_merge_any(struct mm_struct *mm)
 {
-	int err;
-
-	mmap_assert_write_locked(mm);
-	if (!test_bit(MMF_VM_MERGE_ANY, &mm->flags))
-		return 0;
-	err = ksm_del_vmas(mm);
-	if (err) {
-		/* Leave everything as it was. */
-		ksm_add_vmas(mm);
-		return err;
-	}
-	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
-	return 0;
+	return ksm_set_merge_any(mm, false);
 }
 
 int ksm_disable(struct mm_struct *mm)
@@ -2094,96 +2142,86 @@ int ksm_disable(struct mm_struct *mm)
 	if (!test_bit(MMF_VM_MERGEABLE, &mm->flags))
 		return 0;
 	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags))
-		return ksm_disable_merge_any(mm);
-	return ksm_del_vmas(mm);
+		return ksm_set_merge_any(mm, false);
+	return ksm_mark_vmas(mm, false);
 }
 
 int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
 		unsigned long end, int advice, unsigned long *vm_flags)
 {
-	struct mm_struct *mm = vma->vm_mm;
-	int err;
+	int err = 0;
 
-	switch (advice) {
-	case MADV_MERGEABLE:
-		if (*vm_flags & VM_MERGEABLE)
+	if (advice == MADV_MERGEABLE) {
+		/* Quietly ignored on VMAs KSM cannot handle, as it always was. */
+		if ((*vm_flags & VM_MERGEABLE) || !vma_ksm_compatible(vma))
 			return 0;
-		if (!vma_ksm_compatible(vma))
-			return 0;
-		if (!test_bit(MMF_VM_MERGEABLE, &mm->flags)) {
-			err = __ksm_enter(mm);
-			if (err)
-				return err;
-		}
-		*vm_flags |= VM_MERGEABLE;
-		break;
-
-	case MADV_UNMERGEABLE:
-		if (!(*vm_flags & VM_MERGEABLE))
-			return 0;
-		if (vma->anon_vma) {
+		err = ksm_register(vma->vm_mm);
+		if (!err)
+			*vm_flags |= VM_MERGEABLE;
+	} else if (advice == MADV_UNMERGEABLE && (*vm_flags & VM_MERGEABLE)) {
+		if (vma->anon_vma)
 			err = unmerge_ksm_pages(vma, start, end);
-			if (err)
-				return err;
-		}
-		*vm_flags &= ~VM_MERGEABLE;
-		break;
+		if (!err)
+			*vm_flags &= ~VM_MERGEABLE;
 	}
-	return 0;
+	return err;
 }
 EXPORT_SYMBOL_GPL(ksm_madvise);
 
+/* Unmerge every mergeable VMA of @mm, which stays registered. */
+static int unmerge_mm(struct mm_struct *mm)
+{
+	VMA_ITERATOR(vmi, mm, 0);
+	struct vm_area_struct *vma;
+	int err = 0;
+
+	for_each_vma(vmi, vma) {
+		if ((vma->vm_flags & VM_MERGEABLE) && vma->anon_vma)
+			err = unmerge_ksm_pages(vma, vma->vm_start,
+						vma->vm_end);
+		if (err)
+			break;
+	}
+	return err;
+}
+
 /*
  * run=2: break every KSM mapping and forget every item.  Called with
- * ksm_thread_mutex held.
+ * ksm_thread_mutex held; the cursor walks along so that __ksm_exit()
+ * leaves the slot being worked on alone.
  */
 static int unmerge_and_remove_all_rmap_items(void)
 {
 	struct ksm_mm_slot *slot, *next;
-	struct vm_area_struct *vma;
-	struct mm_struct *mm;
 	int err = 0;
 
 	spin_lock(&ksm_mmlist_lock);
-	slot = list_entry(ksm_mm_head.slot.mm_node.next, struct ksm_mm_slot,
-			  slot.mm_node);
-	ksm_scan.mm_slot = slot;
+	next = list_first_entry(&ksm_mm_head.slot.mm_node,
+				struct ksm_mm_slot, slot.mm_node);
+	ksm_scan.mm_slot = next;
 	spin_unlock(&ksm_mmlist_lock);
 
-	while (slot != &ksm_mm_head) {
+	while (!err && next != &ksm_mm_head) {
+		struct mm_struct *mm;
+		bool exited;
+
+		slot = next;
 		mm = slot->slot.mm;
 		mmap_read_lock(mm);
-		if (!ksm_test_exit(mm)) {
-			VMA_ITERATOR(vmi, mm, 0);
-
-			for_each_vma(vmi, vma) {
-				if (!(vma->vm_flags & VM_MERGEABLE) ||
-				    !vma->anon_vma)
-					continue;
-				err = unmerge_ksm_pages(vma, vma->vm_start,
-							vma->vm_end);
-				if (err)
-					break;
-			}
-		}
+		if (!ksm_test_exit(mm))
+			err = unmerge_mm(mm);
 		remove_trailing_items(&slot->rmap_list);
 		mmap_read_unlock(mm);
-		if (err)
-			break;
 
 		spin_lock(&ksm_mmlist_lock);
-		next = list_entry(slot->slot.mm_node.next, struct ksm_mm_slot,
-				  slot.mm_node);
+		next = list_next_entry(slot, slot.mm_node);
 		ksm_scan.mm_slot = next;
-		if (ksm_test_exit(mm)) {
-			drop_exited_slot(slot);
-			spin_unlock(&ksm_mmlist_lock);
-			trace_ksm_exit(mm);
-			mmdrop(mm);
-		} else {
-			spin_unlock(&ksm_mmlist_lock);
-		}
-		slot = next;
+		exited = ksm_test_exit(mm);
+		if (exited)
+			unlink_mm_slot(slot);
+		spin_unlock(&ksm_mmlist_lock);
+		if (exited)
+			release_mm_slot(slot);
 		cond_resched();
 	}
 
@@ -2200,60 +2238,77 @@ static int unmerge_and_remove_all_rmap_items(void)
 
 /* ---- rmap ------------------------------------------------------------ */
 
+static inline bool vma_in_item_mm(struct vm_area_struct *vma,
+				  struct ksm_rmap_item *item)
+{
+	return vma->vm_mm == item->mm;
+}
+
+/* Lock @av for a walk; false if @rwc only allows a trylock and it failed. */
+static bool rmap_lock_anon_vma(struct anon_vma *av,
+			       struct rmap_walk_control *rwc)
+{
+	if (anon_vma_trylock_read(av))
+		return true;
+	if (rwc->try_lock) {
+		rwc->contended = true;
+		return false;
+	}
+	anon_vma_lock_read(av);
+	return true;
+}
+
 /*
- * Visit every mapping of KSM @folio (locked).  Each item names an anon_vma
- * and an address; the item's own mm is visited on the first pass, and
- * forked children sharing the page through the same anon_vma (which may
- * have no item yet) on the second.
+ * Visit the mappings of @folio reachable through @item: in @item's own mm
+ * (@own), or in the forked children sharing its anon_vma.  Returns false
+ * when the walk must stop.
+ */
+static bool rmap_walk_item(struct folio *folio, struct ksm_rmap_item *item,
+			   bool own, struct rmap_walk_control *rwc)
+{
+	struct anon_vma *av = item->anon_vma;
+	unsigned long addr = item_addr(item);
+	struct anon_vma_chain *vmac;
+	bool go_on = true;
+
+	if (!rmap_lock_anon_vma(av, rwc))
+		return false;
+	anon_vma_interval_tree_foreach(vmac, &av->rb_root, 0, ULONG_MAX) {
+		struct vm_area_struct *vma = vmac->vma;
+
+		cond_resched();
+		if (addr < vma->vm_start || addr >= vma->vm_end ||
+		    own != vma_in_item_mm(vma, item))
+			continue;
+		if (rwc->invalid_vma && rwc->invalid_vma(vma, rwc->arg))
+			continue;
+		go_on = rwc->rmap_one(folio, vma, addr, rwc->arg) &&
+			!(rwc->done && rwc->done(folio));
+		if (!go_on)
+			break;
+	}
+	anon_vma_unlock_read(av);
+	return go_on;
+}
+
+/*
+ * Visit every mapping of KSM @folio (locked): first each item's own mm,
+ * then forked children, which may map the page without an item yet.
  */
 void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 {
-	struct ksm_stable_node *node;
+	struct ksm_stable_node *node = folio_stable_node(folio);
 	struct ksm_rmap_item *item;
 	int pass;
 
 	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
-
 	/* No node: forgotten by run=2 while unmapped, so nothing to visit. */
-	node = folio_stable_node(folio);
 	if (!node)
 		return;
-
 	for (pass = 0; pass < 2; pass++) {
 		hlist_for_each_entry(item, &node->hlist, hlist) {
-			struct anon_vma *anon_vma = item->anon_vma;
-			unsigned long addr = item_addr(item);
-			struct anon_vma_chain *vmac;
-
-			cond_resched();
-			if (!anon_vma_trylock_read(anon_vma)) {
-				if (rwc->try_lock) {
-					rwc->contended = true;
-					return;
-				}
-				anon_vma_lock_read(anon_vma);
-			}
-			anon_vma_interval_tree_foreach(vmac, &anon_vma->rb_root,
-						       0, ULONG_MAX) {
-				struct vm_area_struct *vma = vmac->vma;
-				bool own;
-
-				cond_resched();
-				if (addr < vma->vm_start || addr >= vma->vm_end)
-					continue;
-				own = vma->vm_mm == item->mm;
-				if (own == !!pass)
-					continue;
-				if (rwc->invalid_vma &&
-				    rwc->invalid_vma(vma, rwc->arg))
-					continue;
-				if (!rwc->rmap_one(folio, vma, addr, rwc->arg) ||
-				    (rwc->done && rwc->done(folio))) {
-					anon_vma_unlock_read(anon_vma);
-					return;
-				}
-			}
-			anon_vma_unlock_read(anon_vma);
+			if (!rmap_walk_item(folio, item, pass == 0, rwc))
+				return;
 		}
 	}
 }
@@ -2265,105 +2320,107 @@ void collect_procs_ksm(struct folio *folio, struct page *page,
 {
 	struct ksm_stable_node *node = folio_stable_node(folio);
 	struct ksm_rmap_item *item;
-	struct task_struct *tsk;
 
 	if (!node)
 		return;
 	hlist_for_each_entry(item, &node->hlist, hlist) {
-		struct anon_vma *av = item->anon_vma;
 		unsigned long addr = item_addr(item);
+		struct anon_vma_chain *vmac;
 
-		anon_vma_lock_read(av);
-		rcu_read_lock();
-		for_each_process(tsk) {
-			struct task_struct *t = task_early_kill(tsk, force_early);
-			struct anon_vma_chain *vmac;
+		anon_vma_lock_read(item->anon_vma);
+		anon_vma_interval_tree_foreach(vmac, &item->anon_vma->rb_root,
+					       0, ULONG_MAX) {
+			struct vm_area_struct *vma = vmac->vma;
+			struct task_struct *tsk, *t;
 
-			if (!t)
+			if (addr < vma->vm_start || addr >= vma->vm_end)
 				continue;
-			anon_vma_interval_tree_foreach(vmac, &av->rb_root, 0,
-						       ULONG_MAX) {
-				struct vm_area_struct *vma = vmac->vma;
-
-				if (vma->vm_mm == t->mm &&
-				    addr >= vma->vm_start &&
-				    addr < vma->vm_end)
+			/* Every thread group using this mm gets the signal. */
+			rcu_read_lock();
+			for_each_process(tsk) {
+				t = task_early_kill(tsk, force_early);
+				if (t && t->mm == vma->vm_mm)
 					add_to_kill_ksm(t, page, vma, to_kill,
 							addr);
 			}
+			rcu_read_unlock();
 		}
-		rcu_read_unlock();
-		anon_vma_unlock_read(av);
+		anon_vma_unlock_read(item->anon_vma);
 	}
 }
 #endif
 
 #ifdef CONFIG_MIGRATION
+/* @newfolio took @folio's place: the node follows it to its new pfn. */
 void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 {
-	struct ksm_stable_node *node;
+	struct ksm_stable_node *node = folio_stable_node(folio);
 
-	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
-	VM_WARN_ON_FOLIO(!folio_test_locked(newfolio), newfolio);
-	VM_WARN_ON_FOLIO(newfolio->mapping != folio->mapping, newfolio);
-
-	node = folio_stable_node(folio);
-	if (node) {
-		WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
-		/* Pairs with smp_rmb() in get_ksm_folio(). */
-		smp_wmb();
-	}
+	VM_WARN_ON_FOLIO(!folio_test_locked(newfolio) ||
+			 newfolio->mapping != folio->mapping, newfolio);
+	if (!node)
+		return;
+	WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
+	/* Pairs with the smp_rmb()s in get_ksm_folio(). */
+	smp_wmb();
 }
 #endif
+
+/*
+ * Can swapin map @folio at @addr of @vma as it is?  Yes for a KSM page
+ * with a node (rmap_walk_ksm() finds every mapping), unless run=2 is
+ * taking all of them apart; yes for a page not anon yet, which the fault
+ * makes ours; yes for an anon page of the same anon_vma family at the same
+ * index.  Anything else would be unreachable by rmap: copy it.
+ */
+static bool swapin_needs_copy(struct folio *folio, struct vm_area_struct *vma,
+			      unsigned long addr)
+{
+	struct anon_vma *anon_vma;
+
+	if (folio_test_ksm(folio))
+		return !folio_stable_node(folio) ||
+		       (READ_ONCE(ksm_run) & KSM_RUN_UNMERGE);
+	anon_vma = folio_anon_vma(folio);
+	if (!anon_vma)
+		return false;
+	return folio->index != linear_page_index(vma, addr) ||
+	       !vma->anon_vma || anon_vma->root != vma->anon_vma->root;
+}
 
 struct folio *ksm_might_need_to_copy(struct folio *folio,
 				     struct vm_area_struct *vma,
 				     unsigned long addr)
 {
 	struct page *page = folio_page(folio, 0);
-	struct anon_vma *anon_vma = folio_anon_vma(folio);
-	struct folio *new_folio;
+	struct folio *copy;
 
-	if (folio_test_large(folio))
+	/* Large folios are never KSM; a failed read is do_swap_page()'s. */
+	if (folio_test_large(folio) || !folio_test_uptodate(folio) ||
+	    !swapin_needs_copy(folio, vma, addr))
 		return folio;
-
-	if (folio_test_ksm(folio)) {
-		/* Still a KSM page: rmap_walk_ksm() finds any mapping. */
-		if (folio_stable_node(folio) &&
-		    !(READ_ONCE(ksm_run) & KSM_RUN_UNMERGE))
-			return folio;
-	} else if (!anon_vma) {
-		/* Not anon yet: the fault makes it ours. */
-		return folio;
-	} else if (vma->anon_vma && anon_vma->root == vma->anon_vma->root &&
-		   folio->index == linear_page_index(vma, addr)) {
-		/* Same anon_vma family, same index: rmap stays valid. */
-		return folio;
-	}
-	if (!folio_test_uptodate(folio))
-		return folio;		/* let do_swap_page report the error */
-
 	if (PageHWPoison(page))
 		return ERR_PTR(-EHWPOISON);
 
-	new_folio = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr, false);
-	if (new_folio &&
-	    mem_cgroup_charge(new_folio, vma->vm_mm, GFP_KERNEL)) {
-		folio_put(new_folio);
-		new_folio = NULL;
+	copy = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr, false);
+	if (!copy)
+		return NULL;
+	if (mem_cgroup_charge(copy, vma->vm_mm, GFP_KERNEL)) {
+		folio_put(copy);
+		return NULL;
 	}
-	if (new_folio) {
-		if (copy_mc_user_highpage(folio_page(new_folio, 0), page,
-					  addr, vma)) {
-			folio_put(new_folio);
-			return ERR_PTR(-EHWPOISON);
-		}
-		folio_set_dirty(new_folio);
-		__folio_mark_uptodate(new_folio);
-		__folio_set_locked(new_folio);
-		count_vm_event(KSM_SWPIN_COPY);
+	if (copy_mc_user_highpage(folio_page(copy, 0), page, addr, vma)) {
+		folio_put(copy);
+		return ERR_PTR(-EHWPOISON);
 	}
-	return new_folio;
+	/* do_swap_page() maps it as a new private page, locked by us. */
+	__folio_mark_uptodate(copy);
+	__folio_set_locked(copy);
+	folio_set_dirty(copy);
+#ifdef CONFIG_SWAP
+	count_vm_event(KSM_SWPIN_COPY);
+#endif
+	return copy;
 }
 
 long ksm_process_profit(struct mm_struct *mm)
@@ -2375,36 +2432,32 @@ long ksm_process_profit(struct mm_struct *mm)
 /* ---- memory hotplug ---------------------------------------------------- */
 
 #ifdef CONFIG_MEMORY_HOTREMOVE
+/*
+ * From MEM_GOING_OFFLINE until the outcome is known, ksmd stays off the
+ * trees while pages are migrated out of the range; once the range is
+ * offline, every node still pointing into it is stale.
+ */
 static int ksm_memory_callback(struct notifier_block *self,
 			       unsigned long action, void *arg)
 {
 	struct memory_notify *mn = arg;
 
-	switch (action) {
-	case MEM_GOING_OFFLINE:
-		/* Keep ksmd off while pages are migrated out of the range. */
-		mutex_lock(&ksm_thread_mutex);
+	if (action != MEM_GOING_OFFLINE && action != MEM_OFFLINE &&
+	    action != MEM_CANCEL_OFFLINE)
+		return NOTIFY_OK;
+
+	mutex_lock(&ksm_thread_mutex);
+	if (action == MEM_GOING_OFFLINE) {
 		ksm_run |= KSM_RUN_OFFLINE;
-		mutex_unlock(&ksm_thread_mutex);
-		break;
-
-	case MEM_OFFLINE:
-		/* Whatever still points into the range is stale. */
-		mutex_lock(&ksm_thread_mutex);
-		sweep_stable_nodes(mn->start_pfn,
-				   mn->start_pfn + mn->nr_pages, false);
+	} else {
+		if (action == MEM_OFFLINE)
+			sweep_stable_nodes(mn->start_pfn,
+					   mn->start_pfn + mn->nr_pages, false);
 		ksm_run &= ~KSM_RUN_OFFLINE;
-		mutex_unlock(&ksm_thread_mutex);
-		wake_up_interruptible(&ksm_thread_wait);
-		break;
-
-	case MEM_CANCEL_OFFLINE:
-		mutex_lock(&ksm_thread_mutex);
-		ksm_run &= ~KSM_RUN_OFFLINE;
-		mutex_unlock(&ksm_thread_mutex);
-		wake_up_interruptible(&ksm_thread_wait);
-		break;
 	}
+	mutex_unlock(&ksm_thread_mutex);
+	if (action != MEM_GOING_OFFLINE)
+		wake_up_interruptible(&ksm_thread_wait);
 	return NOTIFY_OK;
 }
 #endif
@@ -2412,397 +2465,64 @@ static int ksm_memory_callback(struct notifier_block *self,
 /* ---- sysfs ------------------------------------------------------------- */
 
 #ifdef CONFIG_SYSFS
-#define KSM_ATTR_RO(_name) \
-	static struct kobj_attribute _name##_attr = __ATTR_RO(_name)
-#define KSM_ATTR(_name) \
-	static struct kobj_attribute _name##_attr = __ATTR_RW(_name)
+/*
+ * /sys/kernel/mm/ksm is driven by the ksm_files[] table below: one show and
+ * one store routine serve every file.  A write is parsed and range checked
+ * against its table entry before anything is touched, so a rejected write
+ * never changes state.  Knobs that ksmd only samples are written without
+ * ksm_thread_mutex; those whose change must not race with a scan batch are
+ * written under it.
+ */
+enum ksm_file_id {
+	KF_SLEEP_MILLISECS,
+	KF_PAGES_TO_SCAN,
+	KF_RUN,
+	KF_MERGE_ACROSS_NODES,
+	KF_USE_ZERO_PAGES,
+	KF_MAX_PAGE_SHARING,
+	KF_PRUNE_MILLISECS,
+	KF_SMART_SCAN,
+	KF_ADVISOR_MODE,
+	KF_ADVISOR_MAX_CPU,
+	KF_ADVISOR_MIN_PAGES,
+	KF_ADVISOR_MAX_PAGES,
+	KF_ADVISOR_TARGET_TIME,
+	KF_PAGES_SCANNED,
+	KF_PAGES_SHARED,
+	KF_PAGES_SHARING,
+	KF_PAGES_UNSHARED,
+	KF_PAGES_VOLATILE,
+	KF_PAGES_SKIPPED,
+	KF_ZERO_PAGES,
+	KF_GENERAL_PROFIT,
+	KF_NODE_DUPS,
+	KF_NODE_CHAINS,
+	KF_FULL_SCANS,
+};
 
-static ssize_t sleep_millisecs_show(struct kobject *kobj,
-				    struct kobj_attribute *attr, char *buf)
+/* How a written string becomes a number, and which errno a bad one gets. */
+enum ksm_parse {
+	KP_NONE,	/* read-only, or a word parsed by its own setter */
+	KP_BOOL,	/* kstrtobool(); anything it refuses is EINVAL */
+	KP_NUM,		/* decimal unsigned long; any parse error is EINVAL */
+	KP_INT,		/* decimal int; the kstrtoint() errno is passed on */
+};
+
+struct ksm_file {
+	struct kobj_attribute kattr;
+	enum ksm_file_id id;
+	enum ksm_parse parse;
+	bool locked;			/* set under ksm_thread_mutex */
+	bool is_signed;			/* shown as a signed number */
+	unsigned long lo, hi;		/* accepted values, inclusive */
+};
+
+static inline const struct ksm_file *to_ksm_file(struct kobj_attribute *attr)
 {
-	return sysfs_emit(buf, "%u\n", ksm_thread_sleep_millisecs);
+	return container_of(attr, struct ksm_file, kattr);
 }
 
-static ssize_t sleep_millisecs_store(struct kobject *kobj,
-				     struct kobj_attribute *attr,
-				     const char *buf, size_t count)
-{
-	unsigned int msecs;
-	int err;
-
-	err = kstrtouint(buf, 10, &msecs);
-	if (err)
-		return -EINVAL;
-	WRITE_ONCE(ksm_thread_sleep_millisecs, msecs);
-	wake_up_interruptible(&ksm_iter_wait);
-	return count;
-}
-KSM_ATTR(sleep_millisecs);
-
-static ssize_t pages_to_scan_show(struct kobject *kobj,
-				  struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n", READ_ONCE(ksm_thread_pages_to_scan));
-}
-
-static ssize_t pages_to_scan_store(struct kobject *kobj,
-				   struct kobj_attribute *attr,
-				   const char *buf, size_t count)
-{
-	unsigned int nr_pages;
-	int err;
-
-	if (READ_ONCE(ksm_advisor) != KSM_ADVISOR_NONE)
-		return -EINVAL;
-	err = kstrtouint(buf, 10, &nr_pages);
-	if (err)
-		return -EINVAL;
-	WRITE_ONCE(ksm_thread_pages_to_scan, nr_pages);
-	return count;
-}
-KSM_ATTR(pages_to_scan);
-
-static ssize_t run_show(struct kobject *kobj, struct kobj_attribute *attr,
-			char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_run) & ~KSM_RUN_OFFLINE);
-}
-
-static ssize_t run_store(struct kobject *kobj, struct kobj_attribute *attr,
-			 const char *buf, size_t count)
-{
-	unsigned int flags;
-	int err;
-
-	err = kstrtouint(buf, 10, &flags);
-	if (err)
-		return -EINVAL;
-	if (flags > KSM_RUN_UNMERGE)
-		return -EINVAL;
-
-	mutex_lock(&ksm_thread_mutex);
-	if ((ksm_run & ~KSM_RUN_OFFLINE) != flags) {
-		ksm_run = flags | (ksm_run & KSM_RUN_OFFLINE);
-		if (flags & KSM_RUN_UNMERGE) {
-			set_current_oom_origin();
-			err = unmerge_and_remove_all_rmap_items();
-			clear_current_oom_origin();
-			if (err) {
-				ksm_run = KSM_RUN_STOP |
-					  (ksm_run & KSM_RUN_OFFLINE);
-				count = err;
-			}
-		}
-	}
-	mutex_unlock(&ksm_thread_mutex);
-
-	if (flags & KSM_RUN_MERGE)
-		wake_up_interruptible(&ksm_thread_wait);
-	return count;
-}
-KSM_ATTR(run);
-
-#ifdef CONFIG_NUMA
-/* Move a node (or a chain's first dup) of a stable tree to migrate_nodes. */
-static void park_stable_node(struct rb_node *rb)
-{
-	struct ksm_stable_node *node;
-
-	node = rb_entry(rb, struct ksm_stable_node, node);
-	if (node->kind == NODE_CHAIN)
-		node = hlist_entry(node->hlist.first, struct ksm_stable_node,
-				   hlist_dup);
-	unlink_stable_node(node);
-	node->kind = NODE_MIGRATE;
-	list_add(&node->list, &migrate_nodes);
-}
-
-static ssize_t merge_across_nodes_show(struct kobject *kobj,
-				       struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n", ksm_merge_across_nodes);
-}
-
-static ssize_t merge_across_nodes_store(struct kobject *kobj,
-					struct kobj_attribute *attr,
-					const char *buf, size_t count)
-{
-	unsigned long knob;
-	struct rb_node *rb;
-	int err, nid;
-
-	err = kstrtoul(buf, 10, &knob);
-	if (err || knob > 1)
-		return -EINVAL;
-
-	mutex_lock(&ksm_thread_mutex);
-	if (ksm_merge_across_nodes != knob) {
-		if (ksm_pages_shared) {
-			err = -EBUSY;
-		} else {
-			/*
-			 * Leftover KSM pages nobody shares go to the migrate
-			 * list, to be re-filed by their new tree index.
-			 */
-			for (nid = 0; nid < ksm_nr_node_ids; nid++) {
-				while ((rb = rb_first(root_stable_tree + nid)))
-					park_stable_node(rb);
-				root_unstable_tree[nid] = RB_ROOT;
-			}
-			ksm_pages_unshared = 0;
-			ksm_scan.seqnr++;
-			ksm_merge_across_nodes = knob;
-		}
-	}
-	mutex_unlock(&ksm_thread_mutex);
-
-	return err ? err : count;
-}
-KSM_ATTR(merge_across_nodes);
-#endif
-
-static ssize_t use_zero_pages_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n", ksm_use_zero_pages);
-}
-
-static ssize_t use_zero_pages_store(struct kobject *kobj,
-				    struct kobj_attribute *attr,
-				    const char *buf, size_t count)
-{
-	bool value;
-	int err;
-
-	err = kstrtobool(buf, &value);
-	if (err)
-		return -EINVAL;
-	ksm_use_zero_pages = value;
-	return count;
-}
-KSM_ATTR(use_zero_pages);
-
-static ssize_t max_page_sharing_show(struct kobject *kobj,
-				     struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n", ksm_max_page_sharing);
-}
-
-static ssize_t max_page_sharing_store(struct kobject *kobj,
-				      struct kobj_attribute *attr,
-				      const char *buf, size_t count)
-{
-	int knob, err;
-
-	err = kstrtoint(buf, 10, &knob);
-	if (err)
-		return err;
-	/* A new KSM page starts with two sharers. */
-	if (knob < 2)
-		return -EINVAL;
-	if (READ_ONCE(ksm_max_page_sharing) == knob)
-		return count;
-
-	mutex_lock(&ksm_thread_mutex);
-	if (ksm_max_page_sharing != knob) {
-		if (ksm_pages_shared)
-			err = -EBUSY;
-		else
-			ksm_max_page_sharing = knob;
-	}
-	mutex_unlock(&ksm_thread_mutex);
-
-	return err ? err : count;
-}
-KSM_ATTR(max_page_sharing);
-
-static ssize_t stable_node_chains_prune_millisecs_show(struct kobject *kobj,
-						       struct kobj_attribute *attr,
-						       char *buf)
-{
-	return sysfs_emit(buf, "%u\n", ksm_stable_node_chains_prune_millisecs);
-}
-
-static ssize_t stable_node_chains_prune_millisecs_store(struct kobject *kobj,
-							struct kobj_attribute *attr,
-							const char *buf,
-							size_t count)
-{
-	unsigned int msecs;
-	int err;
-
-	err = kstrtouint(buf, 10, &msecs);
-	if (err)
-		return -EINVAL;
-	WRITE_ONCE(ksm_stable_node_chains_prune_millisecs, msecs);
-	return count;
-}
-KSM_ATTR(stable_node_chains_prune_millisecs);
-
-static ssize_t smart_scan_show(struct kobject *kobj,
-			       struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n", ksm_smart_scan);
-}
-
-static ssize_t smart_scan_store(struct kobject *kobj,
-				struct kobj_attribute *attr,
-				const char *buf, size_t count)
-{
-	bool value;
-	int err;
-
-	err = kstrtobool(buf, &value);
-	if (err)
-		return -EINVAL;
-	WRITE_ONCE(ksm_smart_scan, value);
-	return count;
-}
-KSM_ATTR(smart_scan);
-
-static ssize_t advisor_mode_show(struct kobject *kobj,
-				 struct kobj_attribute *attr, char *buf)
-{
-	if (READ_ONCE(ksm_advisor) == KSM_ADVISOR_SCAN_TIME)
-		return sysfs_emit(buf, "none [scan-time]\n");
-	return sysfs_emit(buf, "[none] scan-time\n");
-}
-
-static ssize_t advisor_mode_store(struct kobject *kobj,
-				  struct kobj_attribute *attr,
-				  const char *buf, size_t count)
-{
-	enum ksm_advisor_type mode;
-
-	if (sysfs_streq("scan-time", buf))
-		mode = KSM_ADVISOR_SCAN_TIME;
-	else if (sysfs_streq("none", buf))
-		mode = KSM_ADVISOR_NONE;
-	else
-		return -EINVAL;
-
-	mutex_lock(&ksm_thread_mutex);
-	if (ksm_advisor != mode) {
-		ksm_advisor = mode;
-		/* Start from the minimum; back to the default when off. */
-		WRITE_ONCE(ksm_thread_pages_to_scan,
-			   mode == KSM_ADVISOR_SCAN_TIME ?
-			   ksm_advisor_min_pages_to_scan : 100);
-	}
-	mutex_unlock(&ksm_thread_mutex);
-	return count;
-}
-KSM_ATTR(advisor_mode);
-
-static ssize_t advisor_max_cpu_show(struct kobject *kobj,
-				    struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n", ksm_advisor_max_cpu);
-}
-
-static ssize_t advisor_max_cpu_store(struct kobject *kobj,
-				     struct kobj_attribute *attr,
-				     const char *buf, size_t count)
-{
-	unsigned long value;
-	int err;
-
-	err = kstrtoul(buf, 10, &value);
-	if (err || value > 100)
-		return -EINVAL;
-	mutex_lock(&ksm_thread_mutex);
-	ksm_advisor_max_cpu = value;
-	mutex_unlock(&ksm_thread_mutex);
-	return count;
-}
-KSM_ATTR(advisor_max_cpu);
-
-static ssize_t advisor_min_pages_to_scan_show(struct kobject *kobj,
-					      struct kobj_attribute *attr,
-					      char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", ksm_advisor_min_pages_to_scan);
-}
-
-static ssize_t advisor_min_pages_to_scan_store(struct kobject *kobj,
-					       struct kobj_attribute *attr,
-					       const char *buf, size_t count)
-{
-	unsigned long value;
-	int err;
-
-	err = kstrtoul(buf, 10, &value);
-	if (err || !value)
-		return -EINVAL;
-	mutex_lock(&ksm_thread_mutex);
-	ksm_advisor_min_pages_to_scan = value;
-	mutex_unlock(&ksm_thread_mutex);
-	return count;
-}
-KSM_ATTR(advisor_min_pages_to_scan);
-
-static ssize_t advisor_max_pages_to_scan_show(struct kobject *kobj,
-					      struct kobj_attribute *attr,
-					      char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", ksm_advisor_max_pages_to_scan);
-}
-
-static ssize_t advisor_max_pages_to_scan_store(struct kobject *kobj,
-					       struct kobj_attribute *attr,
-					       const char *buf, size_t count)
-{
-	unsigned long value;
-	int err;
-
-	err = kstrtoul(buf, 10, &value);
-	if (err || !value || value > UINT_MAX)
-		return -EINVAL;
-	mutex_lock(&ksm_thread_mutex);
-	ksm_advisor_max_pages_to_scan = value;
-	mutex_unlock(&ksm_thread_mutex);
-	return count;
-}
-KSM_ATTR(advisor_max_pages_to_scan);
-
-static ssize_t advisor_target_scan_time_show(struct kobject *kobj,
-					     struct kobj_attribute *attr,
-					     char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", ksm_advisor_target_scan_time);
-}
-
-static ssize_t advisor_target_scan_time_store(struct kobject *kobj,
-					      struct kobj_attribute *attr,
-					      const char *buf, size_t count)
-{
-	unsigned long value;
-	int err;
-
-	err = kstrtoul(buf, 10, &value);
-	if (err || value < 1 || value > U32_MAX)
-		return -EINVAL;
-	mutex_lock(&ksm_thread_mutex);
-	ksm_advisor_target_scan_time = value;
-	mutex_unlock(&ksm_thread_mutex);
-	return count;
-}
-KSM_ATTR(advisor_target_scan_time);
-
-static ssize_t pages_scanned_show(struct kobject *kobj,
-				  struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_pages_scanned));
-}
-KSM_ATTR_RO(pages_scanned);
-
-static ssize_t pages_shared_show(struct kobject *kobj,
-				 struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_pages_shared));
-}
-KSM_ATTR_RO(pages_shared);
-
+/* The counters are read without the lock: clamp transient negatives. */
 static long ksm_pages_sharing(void)
 {
 	long v = (long)READ_ONCE(ksm_stable_items) -
@@ -2811,185 +2531,463 @@ static long ksm_pages_sharing(void)
 	return max(v, 0L);
 }
 
-static ssize_t pages_sharing_show(struct kobject *kobj,
-				  struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%ld\n", ksm_pages_sharing());
-}
-KSM_ATTR_RO(pages_sharing);
-
-static ssize_t pages_unshared_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_pages_unshared));
-}
-KSM_ATTR_RO(pages_unshared);
-
-static ssize_t pages_volatile_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
+static long ksm_pages_volatile(void)
 {
 	long v = (long)READ_ONCE(ksm_rmap_items) -
 		 (long)READ_ONCE(ksm_stable_items) -
 		 (long)READ_ONCE(ksm_pages_unshared);
 
-	/* The counters are read without the lock: clamp transients. */
-	return sysfs_emit(buf, "%ld\n", max(v, 0L));
+	return max(v, 0L);
 }
-KSM_ATTR_RO(pages_volatile);
 
-static ssize_t pages_skipped_show(struct kobject *kobj,
-				  struct kobj_attribute *attr, char *buf)
+/* Bytes saved by merging, less what the tracking items cost. */
+static long ksm_general_profit(void)
 {
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_pages_skipped));
-}
-KSM_ATTR_RO(pages_skipped);
+	long saved = ksm_pages_sharing() + atomic_long_read(&ksm_zero_pages);
+	long items = READ_ONCE(ksm_rmap_items);
 
-static ssize_t ksm_zero_pages_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
+	return saved * (long)PAGE_SIZE -
+	       items * (long)sizeof(struct ksm_rmap_item);
+}
+
+/* Current value of a numeric file; unsigned ones come back as the bits. */
+static long ksm_file_value(enum ksm_file_id id)
 {
-	return sysfs_emit(buf, "%ld\n", atomic_long_read(&ksm_zero_pages));
+	switch (id) {
+	case KF_SLEEP_MILLISECS:
+		return READ_ONCE(ksm_thread_sleep_millisecs);
+	case KF_PAGES_TO_SCAN:
+		return READ_ONCE(ksm_thread_pages_to_scan);
+	case KF_RUN:
+		return READ_ONCE(ksm_run) & ~KSM_RUN_OFFLINE;
+	case KF_MERGE_ACROSS_NODES:
+		return READ_ONCE(ksm_merge_across_nodes);
+	case KF_USE_ZERO_PAGES:
+		return READ_ONCE(ksm_use_zero_pages);
+	case KF_MAX_PAGE_SHARING:
+		return READ_ONCE(ksm_max_page_sharing);
+	case KF_PRUNE_MILLISECS:
+		return READ_ONCE(ksm_stable_node_chains_prune_millisecs);
+	case KF_SMART_SCAN:
+		return READ_ONCE(ksm_smart_scan);
+	case KF_ADVISOR_MODE:
+		return READ_ONCE(ksm_advisor);
+	case KF_ADVISOR_MAX_CPU:
+		return READ_ONCE(ksm_advisor_max_cpu);
+	case KF_ADVISOR_MIN_PAGES:
+		return READ_ONCE(ksm_advisor_min_pages_to_scan);
+	case KF_ADVISOR_MAX_PAGES:
+		return READ_ONCE(ksm_advisor_max_pages_to_scan);
+	case KF_ADVISOR_TARGET_TIME:
+		return READ_ONCE(ksm_advisor_target_scan_time);
+	case KF_PAGES_SCANNED:
+		return READ_ONCE(ksm_pages_scanned);
+	case KF_PAGES_SHARED:
+		return READ_ONCE(ksm_pages_shared);
+	case KF_PAGES_SHARING:
+		return ksm_pages_sharing();
+	case KF_PAGES_UNSHARED:
+		return READ_ONCE(ksm_pages_unshared);
+	case KF_PAGES_VOLATILE:
+		return ksm_pages_volatile();
+	case KF_PAGES_SKIPPED:
+		return READ_ONCE(ksm_pages_skipped);
+	case KF_ZERO_PAGES:
+		return atomic_long_read(&ksm_zero_pages);
+	case KF_GENERAL_PROFIT:
+		return ksm_general_profit();
+	case KF_NODE_DUPS:
+		return READ_ONCE(ksm_stable_node_dups);
+	case KF_NODE_CHAINS:
+		return READ_ONCE(ksm_stable_node_chains);
+	case KF_FULL_SCANS:
+		return READ_ONCE(ksm_full_scans);
+	}
+	return 0;
 }
-KSM_ATTR_RO(ksm_zero_pages);
 
-static ssize_t general_profit_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
+static ssize_t ksm_file_show(struct kobject *kobj, struct kobj_attribute *attr,
+			     char *buf)
 {
-	long profit;
+	const struct ksm_file *f = to_ksm_file(attr);
+	long v = ksm_file_value(f->id);
 
-	profit = (ksm_pages_sharing() + atomic_long_read(&ksm_zero_pages)) *
-		 PAGE_SIZE - (long)READ_ONCE(ksm_rmap_items) *
-		 (long)sizeof(struct ksm_rmap_item);
-	return sysfs_emit(buf, "%ld\n", profit);
+	if (f->id == KF_ADVISOR_MODE)
+		return sysfs_emit(buf, v == KSM_ADVISOR_NONE ?
+				  "[none] scan-time\n" : "none [scan-time]\n");
+	if (f->is_signed)
+		return sysfs_emit(buf, "%ld\n", v);
+	return sysfs_emit(buf, "%lu\n", (unsigned long)v);
 }
-KSM_ATTR_RO(general_profit);
 
-static ssize_t stable_node_dups_show(struct kobject *kobj,
-				     struct kobj_attribute *attr, char *buf)
+/*
+ * run: 1 lets ksmd merge, 0 stops it, 2 stops it and unmerges everything
+ * with ksmd held off by ksm_thread_mutex.  If unmerging fails part way (out
+ * of memory, a signal), KSM is left stopped and the error is returned;
+ * whatever was unmerged stays unmerged.
+ */
+static int ksm_set_run(unsigned long mode)
 {
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_stable_node_dups));
-}
-KSM_ATTR_RO(stable_node_dups);
+	unsigned long offline;
+	int err = 0;
 
-static ssize_t stable_node_chains_show(struct kobject *kobj,
-				       struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_stable_node_chains));
+	mutex_lock(&ksm_thread_mutex);
+	offline = ksm_run & KSM_RUN_OFFLINE;
+	if ((ksm_run & ~KSM_RUN_OFFLINE) != mode) {
+		ksm_run = mode | offline;
+		if (mode == KSM_RUN_UNMERGE) {
+			set_current_oom_origin();
+			err = unmerge_and_remove_all_rmap_items();
+			clear_current_oom_origin();
+			if (err)
+				ksm_run = KSM_RUN_STOP | offline;
+		}
+	}
+	mutex_unlock(&ksm_thread_mutex);
+	if (mode == KSM_RUN_MERGE)
+		wake_up_interruptible(&ksm_thread_wait);
+	return err;
 }
-KSM_ATTR_RO(stable_node_chains);
 
-static ssize_t full_scans_show(struct kobject *kobj,
-			       struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(ksm_full_scans));
-}
-KSM_ATTR_RO(full_scans);
-
-static struct attribute *ksm_attrs[] = {
-	&sleep_millisecs_attr.attr,
-	&pages_to_scan_attr.attr,
-	&run_attr.attr,
-	&pages_scanned_attr.attr,
-	&pages_shared_attr.attr,
-	&pages_sharing_attr.attr,
-	&pages_unshared_attr.attr,
-	&pages_volatile_attr.attr,
-	&pages_skipped_attr.attr,
-	&ksm_zero_pages_attr.attr,
-	&full_scans_attr.attr,
 #ifdef CONFIG_NUMA
-	&merge_across_nodes_attr.attr,
+/*
+ * Switching between one tree and per-node trees re-files everything, so it
+ * is only allowed while no KSM page is shared.  KSM pages nobody shares any
+ * more go to the migrate list and are re-filed under the new tree index on
+ * the next scan; the unstable trees restart empty.
+ */
+static int ksm_set_merge_across_nodes(unsigned long val)
+{
+	struct ksm_stable_node *node;
+	struct rb_node *rb;
+	int nid;
+
+	if (ksm_merge_across_nodes == val)
+		return 0;
+	if (ksm_pages_shared)
+		return -EBUSY;
+	for (nid = 0; nid < ksm_nr_node_ids; nid++) {
+		while ((rb = rb_first(root_stable_tree + nid))) {
+			node = rb_entry(rb, struct ksm_stable_node, node);
+			if (node->kind == NODE_CHAIN) {
+				struct ksm_stable_node *dup;
+
+				dup = hlist_entry(node->hlist.first,
+						  struct ksm_stable_node,
+						  hlist_dup);
+				unlink_stable_node(dup);
+				node = dup;
+			} else {
+				unlink_stable_node(node);
+			}
+			node->kind = NODE_MIGRATE;
+			list_add(&node->list, &migrate_nodes);
+		}
+		root_unstable_tree[nid] = RB_ROOT;
+	}
+	ksm_pages_unshared = 0;
+	ksm_scan.seqnr++;
+	ksm_merge_across_nodes = val;
+	return 0;
+}
 #endif
-	&max_page_sharing_attr.attr,
-	&stable_node_chains_attr.attr,
-	&stable_node_dups_attr.attr,
-	&stable_node_chains_prune_millisecs_attr.attr,
-	&use_zero_pages_attr.attr,
-	&general_profit_attr.attr,
-	&smart_scan_attr.attr,
-	&advisor_mode_attr.attr,
-	&advisor_max_cpu_attr.attr,
-	&advisor_min_pages_to_scan_attr.attr,
-	&advisor_max_pages_to_scan_attr.attr,
-	&advisor_target_scan_time_attr.attr,
-	NULL,
+
+/* advisor_mode takes a word, not a number. */
+static int ksm_set_advisor(const char *buf)
+{
+	enum ksm_advisor_type mode;
+
+	if (sysfs_streq(buf, "none"))
+		mode = KSM_ADVISOR_NONE;
+	else if (sysfs_streq(buf, "scan-time"))
+		mode = KSM_ADVISOR_SCAN_TIME;
+	else
+		return -EINVAL;
+
+	mutex_lock(&ksm_thread_mutex);
+	if (ksm_advisor != mode) {
+		ksm_advisor = mode;
+		/* The advisor starts low and climbs; off restores the default. */
+		WRITE_ONCE(ksm_thread_pages_to_scan, mode == KSM_ADVISOR_NONE ?
+			   100 : ksm_advisor_min_pages_to_scan);
+	}
+	mutex_unlock(&ksm_thread_mutex);
+	return 0;
+}
+
+/* @val is range checked; the mutex is held if @f is a locked file. */
+static int ksm_file_set(const struct ksm_file *f, unsigned long val)
+{
+	switch (f->id) {
+	case KF_SLEEP_MILLISECS:
+		WRITE_ONCE(ksm_thread_sleep_millisecs, val);
+		/* A long sleep in progress should not delay the new value. */
+		wake_up_interruptible(&ksm_iter_wait);
+		return 0;
+	case KF_PAGES_TO_SCAN:
+		/* The advisor owns pages_to_scan while it runs. */
+		if (READ_ONCE(ksm_advisor) != KSM_ADVISOR_NONE)
+			return -EINVAL;
+		WRITE_ONCE(ksm_thread_pages_to_scan, val);
+		return 0;
+#ifdef CONFIG_NUMA
+	case KF_MERGE_ACROSS_NODES:
+		return ksm_set_merge_across_nodes(val);
+#endif
+	case KF_USE_ZERO_PAGES:
+		WRITE_ONCE(ksm_use_zero_pages, val);
+		return 0;
+	case KF_MAX_PAGE_SHARING:
+		/* Chains are built for the old limit: only when none exist. */
+		if (ksm_max_page_sharing == val)
+			return 0;
+		if (ksm_pages_shared)
+			return -EBUSY;
+		WRITE_ONCE(ksm_max_page_sharing, val);
+		return 0;
+	case KF_PRUNE_MILLISECS:
+		WRITE_ONCE(ksm_stable_node_chains_prune_millisecs, val);
+		return 0;
+	case KF_SMART_SCAN:
+		WRITE_ONCE(ksm_smart_scan, val);
+		return 0;
+	case KF_ADVISOR_MAX_CPU:
+		ksm_advisor_max_cpu = val;
+		return 0;
+	case KF_ADVISOR_MIN_PAGES:
+		ksm_advisor_min_pages_to_scan = val;
+		return 0;
+	case KF_ADVISOR_MAX_PAGES:
+		ksm_advisor_max_pages_to_scan = val;
+		return 0;
+	case KF_ADVISOR_TARGET_TIME:
+		ksm_advisor_target_scan_time = val;
+		return 0;
+	default:
+		return -EACCES;
+	}
+}
+
+static int ksm_file_parse(const struct ksm_file *f, const char *buf,
+			  unsigned long *val)
+{
+	bool flag;
+	int n, err;
+
+	switch (f->parse) {
+	case KP_BOOL:
+		if (kstrtobool(buf, &flag))
+			return -EINVAL;
+		*val = flag;
+		break;
+	case KP_NUM:
+		if (kstrtoul(buf, 10, val))
+			return -EINVAL;
+		break;
+	case KP_INT:
+		err = kstrtoint(buf, 10, &n);
+		if (err)
+			return err;
+		if (n < 0)
+			return -EINVAL;
+		*val = n;
+		break;
+	default:
+		return -EACCES;
+	}
+	return *val < f->lo || *val > f->hi ? -EINVAL : 0;
+}
+
+static int ksm_file_update(const struct ksm_file *f, unsigned long val)
+{
+	int err;
+
+	if (!f->locked)
+		return ksm_file_set(f, val);
+	/* Writing back the current value is a no-op: skip the mutex. */
+	if ((unsigned long)ksm_file_value(f->id) == val)
+		return 0;
+	mutex_lock(&ksm_thread_mutex);
+	err = ksm_file_set(f, val);
+	mutex_unlock(&ksm_thread_mutex);
+	return err;
+}
+
+static ssize_t ksm_file_store(struct kobject *kobj, struct kobj_attribute *attr,
+			      const char *buf, size_t count)
+{
+	const struct ksm_file *f = to_ksm_file(attr);
+	unsigned long val;
+	int err;
+
+	if (f->id == KF_ADVISOR_MODE) {
+		err = ksm_set_advisor(buf);
+	} else {
+		err = ksm_file_parse(f, buf, &val);
+		if (!err)
+			err = f->id == KF_RUN ? ksm_set_run(val) :
+						ksm_file_update(f, val);
+	}
+	return err ? err : count;
+}
+
+#define KSM_KNOB(_name, _id, _parse, _lo, _hi, _locked)			\
+	{								\
+		.kattr = __ATTR(_name, 0644, ksm_file_show,		\
+				ksm_file_store),			\
+		.id = _id, .parse = _parse, .locked = _locked,		\
+		.lo = _lo, .hi = _hi,					\
+	}
+#define KSM_STAT(_name, _id, _signed)					\
+	{								\
+		.kattr = __ATTR(_name, 0444, ksm_file_show, NULL),	\
+		.id = _id, .is_signed = _signed,			\
+	}
+
+static struct ksm_file ksm_files[] = {
+	KSM_KNOB(run, KF_RUN, KP_NUM, 0, KSM_RUN_UNMERGE, false),
+	KSM_KNOB(sleep_millisecs, KF_SLEEP_MILLISECS, KP_NUM, 0, UINT_MAX,
+		 false),
+	KSM_KNOB(pages_to_scan, KF_PAGES_TO_SCAN, KP_NUM, 0, UINT_MAX, false),
+#ifdef CONFIG_NUMA
+	KSM_KNOB(merge_across_nodes, KF_MERGE_ACROSS_NODES, KP_NUM, 0, 1,
+		 true),
+#endif
+	KSM_KNOB(use_zero_pages, KF_USE_ZERO_PAGES, KP_BOOL, 0, 1, false),
+	/* A KSM page has two sharers as soon as it exists. */
+	KSM_KNOB(max_page_sharing, KF_MAX_PAGE_SHARING, KP_INT, 2, INT_MAX,
+		 true),
+	KSM_KNOB(stable_node_chains_prune_millisecs, KF_PRUNE_MILLISECS,
+		 KP_NUM, 0, UINT_MAX, false),
+	KSM_KNOB(smart_scan, KF_SMART_SCAN, KP_BOOL, 0, 1, false),
+	KSM_KNOB(advisor_mode, KF_ADVISOR_MODE, KP_NONE, 0, 0, true),
+	KSM_KNOB(advisor_max_cpu, KF_ADVISOR_MAX_CPU, KP_NUM, 0, 100, true),
+	KSM_KNOB(advisor_min_pages_to_scan, KF_ADVISOR_MIN_PAGES, KP_NUM, 1,
+		 ULONG_MAX, true),
+	KSM_KNOB(advisor_max_pages_to_scan, KF_ADVISOR_MAX_PAGES, KP_NUM, 1,
+		 UINT_MAX, true),
+	KSM_KNOB(advisor_target_scan_time, KF_ADVISOR_TARGET_TIME, KP_NUM, 1,
+		 U32_MAX, true),
+	KSM_STAT(pages_scanned, KF_PAGES_SCANNED, false),
+	KSM_STAT(pages_shared, KF_PAGES_SHARED, false),
+	KSM_STAT(pages_sharing, KF_PAGES_SHARING, true),
+	KSM_STAT(pages_unshared, KF_PAGES_UNSHARED, false),
+	KSM_STAT(pages_volatile, KF_PAGES_VOLATILE, true),
+	KSM_STAT(pages_skipped, KF_PAGES_SKIPPED, false),
+	KSM_STAT(ksm_zero_pages, KF_ZERO_PAGES, true),
+	KSM_STAT(general_profit, KF_GENERAL_PROFIT, true),
+	KSM_STAT(stable_node_dups, KF_NODE_DUPS, false),
+	KSM_STAT(stable_node_chains, KF_NODE_CHAINS, false),
+	KSM_STAT(full_scans, KF_FULL_SCANS, false),
 };
+
+/* Filled from ksm_files[] at boot; the last slot stays NULL. */
+static struct attribute *ksm_attrs[ARRAY_SIZE(ksm_files) + 1];
 
 static const struct attribute_group ksm_attr_group = {
-	.attrs = ksm_attrs,
 	.name = "ksm",
+	.attrs = ksm_attrs,
 };
+
+static int __init ksm_sysfs_init(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(ksm_files); i++)
+		ksm_attrs[i] = &ksm_files[i].kattr.attr;
+	return sysfs_create_group(mm_kobj, &ksm_attr_group);
+}
+#else
+static int __init ksm_sysfs_init(void)
+{
+	/* Nobody could ever start ksmd: merge from boot. */
+	ksm_run = KSM_RUN_MERGE;
+	return 0;
+}
 #endif /* CONFIG_SYSFS */
 
 /* ---- init ------------------------------------------------------------- */
 
-static int __init ksm_init(void)
+static struct kmem_cache * __init ksm_cache(const char *name, size_t size)
 {
-	struct task_struct *ksm_thread;
-	void *zero;
-	int err;
+	return kmem_cache_create(name, size, 0, 0, NULL);
+}
 
-	zero = kzalloc(PAGE_SIZE, GFP_KERNEL);
-	if (!zero)
-		return -ENOMEM;
-	zero_hash = xxh64(zero, PAGE_SIZE, 0);
-	kfree(zero);
-
-	err = -ENOMEM;
-	rmap_item_cache = kmem_cache_create("ksm_rmap_item",
-					    sizeof(struct ksm_rmap_item), 0,
-					    0, NULL);
-	stable_node_cache = kmem_cache_create("ksm_stable_node",
-					      sizeof(struct ksm_stable_node),
-					      0, 0, NULL);
-	mm_slot_cache = kmem_cache_create("ksm_mm_slot",
-					  sizeof(struct ksm_mm_slot), 0, 0,
-					  NULL);
-	if (!rmap_item_cache || !stable_node_cache || !mm_slot_cache)
-		goto out_free;
+static void __init ksm_destroy_caches(void)
+{
+	kmem_cache_destroy(mm_slot_cache);
+	kmem_cache_destroy(stable_node_cache);
+	kmem_cache_destroy(rmap_item_cache);
+}
 
 #ifdef CONFIG_NUMA
-	if (nr_node_ids > 1) {
-		struct rb_root *buf;
-		int nid;
+/*
+ * With several nodes, merge_across_nodes=0 needs a stable and an unstable
+ * tree per node: one array holds both sets, stable roots first.
+ */
+static int __init ksm_alloc_node_trees(void)
+{
+	unsigned int nodes = nr_node_ids, i;
+	struct rb_root *roots;
 
-		buf = kcalloc(nr_node_ids * 2, sizeof(*buf), GFP_KERNEL);
-		if (!buf)
-			goto out_free;
-		for (nid = 0; nid < nr_node_ids * 2; nid++)
-			buf[nid] = RB_ROOT;
-		root_stable_tree = buf;
-		root_unstable_tree = buf + nr_node_ids;
-		ksm_nr_node_ids = nr_node_ids;
-	}
-#endif
-
-	ksm_thread = kthread_run(ksm_scan_thread, NULL, "ksmd");
-	if (IS_ERR(ksm_thread)) {
-		pr_err("ksm: creating kthread failed\n");
-		err = PTR_ERR(ksm_thread);
-		goto out_free;
-	}
-
-#ifdef CONFIG_SYSFS
-	err = sysfs_create_group(mm_kobj, &ksm_attr_group);
-	if (err) {
-		pr_err("ksm: register sysfs failed\n");
-		kthread_stop(ksm_thread);
-		goto out_free;
-	}
+	if (nodes < 2)
+		return 0;
+	roots = kmalloc_array(2 * nodes, sizeof(*roots), GFP_KERNEL);
+	if (!roots)
+		return -ENOMEM;
+	for (i = 0; i < 2 * nodes; i++)
+		roots[i] = RB_ROOT;
+	root_stable_tree = roots;
+	root_unstable_tree = &roots[nodes];
+	ksm_nr_node_ids = nodes;
+	return 0;
+}
 #else
-	ksm_run = KSM_RUN_MERGE;	/* no way for user to start it */
+static inline int ksm_alloc_node_trees(void)
+{
+	return 0;
+}
 #endif
 
+static int __init ksm_init(void)
+{
+	struct task_struct *ksmd;
+	int err;
+
+	/* use_zero_pages compares page hashes against this one first. */
+	zero_hash = page_hash(ZERO_PAGE(0));
+
+	rmap_item_cache = ksm_cache("ksm_rmap_item",
+				    sizeof(struct ksm_rmap_item));
+	stable_node_cache = ksm_cache("ksm_stable_node",
+				      sizeof(struct ksm_stable_node));
+	mm_slot_cache = ksm_cache("ksm_mm_slot", sizeof(struct ksm_mm_slot));
+	err = -ENOMEM;
+	if (!rmap_item_cache || !stable_node_cache || !mm_slot_cache)
+		goto fail;
+	err = ksm_alloc_node_trees();
+	if (err)
+		goto fail;
+
+	ksmd = kthread_run(ksm_scan_thread, NULL, "ksmd");
+	if (IS_ERR(ksmd)) {
+		err = PTR_ERR(ksmd);
+		pr_err("ksm: cannot start ksmd (%d)\n", err);
+		goto fail;
+	}
+	err = ksm_sysfs_init();
+	if (err) {
+		pr_err("ksm: cannot create /sys/kernel/mm/ksm (%d)\n", err);
+		kthread_stop(ksmd);
+		goto fail;
+	}
 #ifdef CONFIG_MEMORY_HOTREMOVE
 	hotplug_memory_notifier(ksm_memory_callback, KSM_CALLBACK_PRI);
 #endif
 	return 0;
 
-out_free:
-	kmem_cache_destroy(mm_slot_cache);
-	kmem_cache_destroy(stable_node_cache);
-	kmem_cache_destroy(rmap_item_cache);
+fail:
+	ksm_destroy_caches();
 	return err;
 }
 subsys_initcall(ksm_init);
