@@ -12,8 +12,8 @@ KSM=/sys/kernel/mm/ksm
 # leftovers never break the next (merge_across_nodes is EBUSY while pages are
 # shared). Bounded: 120 s at most.
 ksmt_settle() {
-	echo none >$KSM/advisor_mode 2>/dev/null
-	echo 2 >$KSM/run 2>/dev/null
+	ksmt_knob advisor_mode none
+	ksmt_knob run 2
 	i=0
 	while [ $i -lt 1200 ]; do
 		if [ "$(cat $KSM/pages_shared)" = 0 ] &&
@@ -24,8 +24,11 @@ ksmt_settle() {
 		sleep 0.1
 		i=$((i + 1))
 	done
-	[ $i -ge 1200 ] && echo "@@KSMT note settle: pages still shared" \
-		"shared=$(cat $KSM/pages_shared) sharing=$(cat $KSM/pages_sharing)"
+	if [ $i -ge 1200 ]; then
+		echo "@@KSMT note settle: pages still shared" \
+			"shared=$(cat $KSM/pages_shared) sharing=$(cat $KSM/pages_sharing)"
+		ksmt_dump "settle"
+	fi
 	echo 1 >$KSM/merge_across_nodes 2>/dev/null
 	echo 256 >$KSM/max_page_sharing 2>/dev/null
 	echo 0 >$KSM/use_zero_pages 2>/dev/null
@@ -36,11 +39,57 @@ ksmt_settle() {
 	echo 0 >$KSM/run
 }
 
-# ksmt_once TIMEOUT CMD... -> exit status of CMD (124+ on timeout)
+# Where every task not idle sleeps or runs in the kernel: printed when a
+# test or a settle step overruns, so that a hang leaves evidence.
+ksmt_dump() {
+	echo "@@KSMT note $1: kernel stacks of running and blocked tasks"
+	for p in /proc/[0-9]*; do
+		st=$(sed -n 's/^State:[[:space:]]*//p' "$p/status" 2>/dev/null)
+		comm=$(cat "$p/comm" 2>/dev/null)
+		case "$st:$comm" in
+		R*|D*|*:ksmd) ;;
+		*) continue ;;
+		esac
+		echo "@@KSMT stack ${p#/proc/} $comm $st"
+		sed 's/^/@@KSMT stack   /' "$p/stack" 2>/dev/null
+	done
+}
+
+# ksmt_once TIMEOUT CMD... -> exit status of CMD (137 on timeout, after a
+# stack dump)
 ksmt_once() {
 	t=$1
 	shift
-	timeout -s KILL "$t" "$@" </dev/null
+	"$@" </dev/null &
+	pid=$!
+	n=0
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ $n -ge $((t * 5)) ]; then
+			ksmt_dump "timeout after ${t}s: $*"
+			kill -9 "$pid" 2>/dev/null
+			break
+		fi
+		sleep 0.2
+		n=$((n + 1))
+	done
+	wait "$pid"
+}
+
+# ksmt_knob FILE VALUE: a sysfs write that must not hang silently (run=2
+# unmerges everything and may take a while; 120 s is far beyond that).
+ksmt_knob() {
+	(echo "$2" >"$KSM/$1") 2>/dev/null &
+	kpid=$!
+	k=0
+	while kill -0 "$kpid" 2>/dev/null; do
+		if [ $k -ge 600 ]; then
+			ksmt_dump "writing $2 to $1 takes over 120 s"
+			return 1
+		fi
+		sleep 0.2
+		k=$((k + 1))
+	done
+	wait "$kpid"
 }
 
 # ksmt_run NAME TIMEOUT CMD...

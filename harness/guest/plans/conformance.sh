@@ -16,7 +16,7 @@ ksmt_run cow 900 cow
 for t in /tests/ksm_*; do
 	n=${t##*/}
 	case $n in
-	ksm_tests|ksm_functional_tests|ksm_torture|ksm_demo) continue ;;
+	ksm_tests|ksm_functional_tests|ksm_torture|ksm_demo|ksm_bench) continue ;;
 	esac
 	ksmt_run "$n" 300 "$t"
 done
