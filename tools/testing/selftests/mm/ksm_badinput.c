@@ -133,9 +133,9 @@ static const char * const ro_stats[] = {
 };
 
 /* errno masks */
-#define E_INVAL		(1u << 0)
-#define E_RANGE		(1u << 1)
-#define E_OK0		(1u << 2)	/* write() returned 0 (empty write) */
+#define E_INVAL		BIT(0)
+#define E_RANGE		BIT(1)
+#define E_OK0		BIT(2)	/* write() returned 0 (empty write) */
 
 /*
  * Write @len bytes of @val to KSM_SYSFS/@name with one write() call.
@@ -253,7 +253,7 @@ static void test_sysfs_invalid(void)
 			break;
 		case K_ULONG1:
 			bad_write(kb->name, "0", 1, E_INVAL, "out of range");
-			/* fall through */
+			fallthrough;
 		case K_ULONG:
 			bad_write(kb->name, "-1", 2, E_INVAL, "negative");
 			bad_write(kb->name, "18446744073709551616", 20, ovf,
@@ -335,8 +335,8 @@ static int vma_has_flag(void *addr, const char *flag)
 			char *tok, *save = NULL;
 
 			ret = 0;
-			for (tok = strtok_r(line + 8, " \n", &save); tok;
-			     tok = strtok_r(NULL, " \n", &save))
+			for (tok = strtok_r(line + 8, "\n ", &save); tok;
+			     tok = strtok_r(NULL, "\n ", &save))
 				if (!strcmp(tok, flag))
 					ret = 1;
 			break;
@@ -359,8 +359,8 @@ static void *find_vma_with_flag(const char *flag)
 		if (!strncmp(line, "VmFlags:", 8)) {
 			char *tok, *save = NULL;
 
-			for (tok = strtok_r(line + 8, " \n", &save); tok;
-			     tok = strtok_r(NULL, " \n", &save))
+			for (tok = strtok_r(line + 8, "\n ", &save); tok;
+			     tok = strtok_r(NULL, "\n ", &save))
 				if (!strcmp(tok, flag))
 					found = s;
 		} else if (sscanf(line, "%lx-%lx ", &t, &e) == 2 &&
@@ -566,12 +566,15 @@ static int prctl_child(void)
 	long r;
 
 #define CHECK_PRCTL(call, want_ret, want_errno) do {			\
+	long exp_ret = (want_ret);					\
+	int exp_err = (want_errno);					\
+									\
 	errno = 0;							\
 	r = call;							\
-	if (r != (want_ret) || (r < 0 && errno != (want_errno))) {	\
-		ksft_print_msg("%s = %ld (%s), want %d (%s)\n", #call,	\
-			       r, strerror(errno), want_ret,		\
-			       strerror(want_errno));			\
+	if (r != exp_ret || (r < 0 && errno != exp_err)) {		\
+		ksft_print_msg("%s = %ld (%s), want %ld (%s)\n", #call,	\
+			       r, strerror(errno), exp_ret,		\
+			       strerror(exp_err));			\
 		ok = false;						\
 	}								\
 } while (0)
@@ -621,7 +624,7 @@ static void test_prctl(void)
 
 #define RACE_PAGES 512
 
-static volatile int race_stop;
+static int race_stop;
 static int race_unexpected;
 static pthread_mutex_t race_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -670,7 +673,7 @@ static void *racer_fn(void *arg)
 {
 	struct racer *r = arg;
 
-	while (!race_stop) {
+	while (!READ_ONCE(race_stop)) {
 		unsigned int x = rand_r(&r->seed);
 
 		switch (r->id) {
@@ -794,13 +797,13 @@ static void test_concurrent(double secs)
 	}
 	ksm_wait_scans(2, 20);
 
-	race_stop = 0;
+	WRITE_ONCE(race_stop, 0);
 	for (i = 0; i < 4; i++) {
 		r[i] = (struct racer){ .id = i, .seed = 1234 + i };
 		pthread_create(&th[i], NULL, racer_fn, &r[i]);
 	}
 	usleep((useconds_t)(secs * 1e6));
-	race_stop = 1;
+	WRITE_ONCE(race_stop, 1);
 	for (i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
 		writes += r[i].writes;
@@ -843,7 +846,8 @@ static void test_concurrent(double secs)
 	close(ready[0]); close(ready[1]); close(stop[0]); close(stop[1]);
 	if (race_unexpected)
 		ok = false;
-	ksft_test_result(ok, "concurrent sysfs writers (%ld writes, %ld busy/transient) leave valid knobs\n",
+	ksft_test_result(ok,
+			 "concurrent sysfs writers (%ld writes, %ld busy/transient) leave valid knobs\n",
 			 writes, transient);
 }
 

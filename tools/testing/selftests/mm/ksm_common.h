@@ -31,6 +31,34 @@
 
 #define KSM_SYSFS "/sys/kernel/mm/ksm/"
 
+/* The kernel's bit helpers; vm_util.h may already provide BIT_ULL(). */
+#ifndef BIT
+#define BIT(nr)		(1UL << (nr))
+#endif
+#ifndef BIT_ULL
+#define BIT_ULL(nr)	(1ULL << (nr))
+#endif
+
+/* The kernel's pseudo-keyword for a case that goes on into the next one. */
+#ifndef fallthrough
+#define fallthrough	__attribute__((__fallthrough__))
+#endif
+
+/*
+ * READ_ONCE()/WRITE_ONCE() for user space: one untorn access the compiler
+ * may neither elide, merge nor repeat.  Relaxed __atomic builtins on a
+ * naturally aligned int/long/u64 are lock-free, so they also work on
+ * MAP_SHARED memory between processes.  Use them for flags polled in a
+ * loop and for accesses that must really reach memory (e.g. to trigger a
+ * fault); they do not order other memory accesses.
+ */
+#ifndef READ_ONCE
+#define READ_ONCE(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)
+#endif
+#ifndef WRITE_ONCE
+#define WRITE_ONCE(x, val)	__atomic_store_n(&(x), (val), __ATOMIC_RELAXED)
+#endif
+
 /* Read a KSM sysfs file as a number; -1 (errno set) on failure. */
 static inline long ksm_read(const char *name)
 {
@@ -160,12 +188,12 @@ static inline void ksm_save(struct ksm_knobs *k)
 		ksm_read("stable_node_chains_prune_millisecs");
 	if (ksm_read_str("advisor_mode", k->advisor_mode,
 			 sizeof(k->advisor_mode)))
-		strcpy(k->advisor_mode, "");
+		k->advisor_mode[0] = '\0';
 	/* "[none] scan-time" -> the bracketed word */
 	if (strstr(k->advisor_mode, "[scan-time]"))
-		strcpy(k->advisor_mode, "scan-time");
+		snprintf(k->advisor_mode, sizeof(k->advisor_mode), "scan-time");
 	else if (k->advisor_mode[0])
-		strcpy(k->advisor_mode, "none");
+		snprintf(k->advisor_mode, sizeof(k->advisor_mode), "none");
 }
 
 static inline bool ksm_nothing_shared(void *unused)

@@ -14,7 +14,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,9 +32,9 @@
 #define MPOL_BIND 2
 #endif
 #ifndef MPOL_MF_STRICT
-#define MPOL_MF_STRICT (1 << 0)
-#define MPOL_MF_MOVE (1 << 1)
-#define MPOL_MF_MOVE_ALL (1 << 2)
+#define MPOL_MF_STRICT BIT(0)
+#define MPOL_MF_MOVE BIT(1)
+#define MPOL_MF_MOVE_ALL BIT(2)
 #endif
 
 #define WAIT_S 60
@@ -72,9 +71,10 @@ static bool check_page(const char *p, uint64_t id, const char *what, size_t idx)
 
 	for (size_t i = 0; i < page_size / 8; i++) {
 		if (w[i] != pat_word(id, i)) {
-			ksft_print_msg("%s: page %zu word %zu: expected %#"
-				       PRIx64 " found %#" PRIx64 "\n", what, idx, i,
-				       pat_word(id, i), w[i]);
+			ksft_print_msg("%s: page %zu word %zu: expected %#llx found %#llx\n",
+				       what, idx, i,
+				       (unsigned long long)pat_word(id, i),
+				       (unsigned long long)w[i]);
 			return false;
 		}
 	}
@@ -255,9 +255,9 @@ static uint64_t one_frame(char *a, int from, int to, const char *what)
 		uint64_t p = pfn_of(a + i * page_size);
 
 		if (!p || p != pfn) {
-			ksft_print_msg("%s: page %d on pfn %#" PRIx64
-				       ", page %d on pfn %#" PRIx64 "\n",
-				       what, from, pfn, i, p);
+			ksft_print_msg("%s: page %d on pfn %#llx, page %d on pfn %#llx\n",
+				       what, from, (unsigned long long)pfn, i,
+				       (unsigned long long)p);
 			return 0;
 		}
 	}
@@ -427,7 +427,8 @@ static int test_per_node(void)
 	if (!p0 || !p1)
 		goto out;
 	if (p0 == p1) {
-		ksft_print_msg("%s: both nodes map pfn %#" PRIx64 "\n", name, p0);
+		ksft_print_msg("%s: both nodes map pfn %#llx\n", name,
+			       (unsigned long long)p0);
 		goto out;
 	}
 	if (!on_node(a, 0, PER_NODE, node[0], name) ||
@@ -543,6 +544,9 @@ static int distinct_frames(char *a)
 	return n;
 }
 
+#define MOVE_COUNTS_FMT \
+	"after move: pages_shared %ld pages_sharing %ld ksm_merging_pages %ld\n"
+
 static int test_move_per_node(void)
 {
 	const char *name = "merge_across_nodes=0 move";
@@ -568,9 +572,8 @@ static int test_move_per_node(void)
 	if (!ksm_wait_for(all_merged_in_two, NULL, WAIT_S)) {
 		ksft_print_msg("after move: want all %d pages merged into 1 or 2 KSM pages\n",
 			       NPAGES);
-		ksft_print_msg("after move: pages_shared %ld pages_sharing %ld ksm_merging_pages %ld\n",
-			       ksm_read("pages_shared"), ksm_read("pages_sharing"),
-			       merging_pages());
+		ksft_print_msg(MOVE_COUNTS_FMT, ksm_read("pages_shared"),
+			       ksm_read("pages_sharing"), merging_pages());
 		goto out;
 	}
 	frames = distinct_frames(a);

@@ -18,7 +18,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -66,9 +65,10 @@ static bool check_page(const char *p, uint64_t id, const char *what, size_t idx)
 
 	for (size_t i = 0; i < page_size / 8; i++) {
 		if (w[i] != pat_word(id, i)) {
-			ksft_print_msg("%s: page %zu word %zu: expected %#"
-				       PRIx64 " found %#" PRIx64 "\n", what, idx, i,
-				       pat_word(id, i), w[i]);
+			ksft_print_msg("%s: page %zu word %zu: expected %#llx found %#llx\n",
+				       what, idx, i,
+				       (unsigned long long)pat_word(id, i),
+				       (unsigned long long)w[i]);
 			return false;
 		}
 	}
@@ -311,7 +311,7 @@ static bool swap_present(void)
 
 /* ---- pagemap ---- */
 
-#define PM_SWAP_BIT (1ULL << 62)
+#define PM_SWAP_BIT BIT_ULL(62)
 
 /* Number of pages of [a, a + n pages) whose PTE is a swap entry; -1 on error. */
 static long count_swapped(char *a, long n)

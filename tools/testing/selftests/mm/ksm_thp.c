@@ -10,7 +10,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,9 +59,10 @@ static bool check_page(const char *p, uint64_t id, const char *what, size_t idx)
 
 	for (size_t i = 0; i < page_size / 8; i++) {
 		if (w[i] != pat_word(id, i)) {
-			ksft_print_msg("%s: page %zu word %zu: expected %#"
-				       PRIx64 " found %#" PRIx64 "\n", what, idx, i,
-				       pat_word(id, i), w[i]);
+			ksft_print_msg("%s: page %zu word %zu: expected %#llx found %#llx\n",
+				       what, idx, i,
+				       (unsigned long long)pat_word(id, i),
+				       (unsigned long long)w[i]);
 			return false;
 		}
 	}

@@ -62,7 +62,7 @@
 #define MADV_SOFT_OFFLINE 101
 #endif
 #ifndef MPOL_MF_MOVE_ALL
-#define MPOL_MF_MOVE_ALL (1 << 2)
+#define MPOL_MF_MOVE_ALL BIT(2)
 #endif
 
 #define NR_WORKERS	3
@@ -132,7 +132,7 @@ static const struct scenario scenarios[] = {
 
 /* Shared by every process (MAP_SHARED): stop flag and counters. */
 struct shared {
-	volatile int stop;
+	int stop;		/* READ_ONCE/WRITE_ONCE */
 	long done[NR_OPS];
 	long skipped[NR_OPS];
 	long errors[NR_OPS];
@@ -224,11 +224,11 @@ static void fill_page(char *p, uint64_t v)
 /* Index of the first word that differs from value @v, or -1. */
 static long check_page(const char *p, uint64_t v)
 {
-	const volatile uint64_t *w = (const volatile uint64_t *)p;
+	const uint64_t *w = (const uint64_t *)p;
 	size_t n = ps / 8;
 
 	for (size_t i = 0; i < n; i++)
-		if (w[i] != (v ? word_of(v, i) : 0))
+		if (READ_ONCE(w[i]) != (v ? word_of(v, i) : 0))
 			return i;
 	return -1;
 }
@@ -302,14 +302,19 @@ static bool enabled(enum op op)
 	return W.sc->ops & B(op);
 }
 
+/* Long report formats, kept whole on one line so they can be grepped for. */
+#define MISMATCH_FMT \
+	"MISMATCH %s pid %d addr %p (page %zu of %zu): expected value %#llx%s%#llx word[%ld]=%#llx found %#llx (word[0] %#llx)\n"
+#define VMSPLICE_MISMATCH_FMT \
+	"MISMATCH vmsplice pid %d addr %p: pipe data word[%ld]=%#llx expected value %#llx\n"
+
 static int report_mismatch(const char *who, struct region *r, size_t i,
 			   long word)
 {
 	const uint64_t *w = (const uint64_t *)(r->addr + i * ps);
 	struct pstate *s = &r->st[i];
 
-	ksft_print_msg("MISMATCH %s pid %d addr %p (page %zu of %zu): expected value %#llx%s%#llx word[%ld]=%#llx found %#llx (word[0] %#llx)\n",
-		       who, getpid(), r->addr + i * ps, i, r->n,
+	ksft_print_msg(MISMATCH_FMT, who, getpid(), r->addr + i * ps, i, r->n,
 		       (unsigned long long)s->v,
 		       s->either ? " or " : "", s->either ?
 		       (unsigned long long)s->alt : 0ull, word,
@@ -453,9 +458,8 @@ static void do_write(struct tctx *t, struct region *r)
 static void do_touch(struct tctx *t, struct region *r)
 {
 	size_t i = rndn(&t->rng, r->n);
-	volatile uint64_t *w = (uint64_t *)(r->addr + i * ps) +
-			       rndn(&t->rng, ps / 8);
-	uint64_t x = *w;
+	uint64_t *w = (uint64_t *)(r->addr + i * ps) + rndn(&t->rng, ps / 8);
+	uint64_t x = READ_ONCE(*w);
 
 	if (r->st[i].either) {
 		/* a freed page: find out what it holds, then write it fully */
@@ -468,7 +472,7 @@ static void do_touch(struct tctx *t, struct region *r)
 		set_page(r, i, check_page(r->addr + i * ps, r->st[i].v) < 0 ?
 			 r->st[i].v : r->st[i].alt);
 	} else {
-		*w = x;
+		WRITE_ONCE(*w, x);	/* a real store, though of the same value */
 	}
 	op_done(OP_TOUCH);
 }
@@ -799,7 +803,7 @@ static void do_soft_offline(struct tctx *t, struct region *r)
 struct wp_writer {
 	char *p;
 	uint64_t v;
-	volatile int done;
+	int done;		/* READ_ONCE/WRITE_ONCE */
 };
 
 static void *wp_writer_fn(void *arg)
@@ -807,7 +811,7 @@ static void *wp_writer_fn(void *arg)
 	struct wp_writer *w = arg;
 
 	fill_page(w->p, w->v);
-	w->done = 1;
+	WRITE_ONCE(w->done, 1);
 	return NULL;
 }
 
@@ -879,7 +883,7 @@ static void do_uffd_wp(struct tctx *t, struct region *r)
 		goto out;
 	}
 	deadline = ksm_now() + 10;
-	while (!w.done && ksm_now() < deadline) {
+	while (!READ_ONCE(w.done) && ksm_now() < deadline) {
 		struct pollfd pfd = { .fd = uffd, .events = POLLIN };
 		struct uffd_msg msg;
 
@@ -899,7 +903,7 @@ static void do_uffd_wp(struct tctx *t, struct region *r)
 		if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp))
 			op_error(OP_UFFD_WP, errno, "resolve");
 	}
-	if (!w.done) {
+	if (!READ_ONCE(w.done)) {
 		op_error(OP_UFFD_WP, ETIMEDOUT, "writer stuck");
 		wp.range = reg.range;
 		wp.mode = 0;
@@ -964,8 +968,8 @@ static void do_vmsplice(struct tctx *t, struct region *r)
 		long word = check_page(buf + i * ps, s->v);
 
 		if (word >= 0 && !(s->either && check_page(buf + i * ps, s->alt) < 0)) {
-			ksft_print_msg("MISMATCH vmsplice pid %d addr %p: pipe data word[%ld]=%#llx expected value %#llx\n",
-				       getpid(), r->addr + (lo + i) * ps, word,
+			ksft_print_msg(VMSPLICE_MISMATCH_FMT, getpid(),
+				       r->addr + (lo + i) * ps, word,
 				       (unsigned long long)((uint64_t *)(buf + i * ps))[word],
 				       (unsigned long long)s->v);
 			ADD(sh->mismatches, 1);
@@ -1035,7 +1039,9 @@ static void reap_children(bool block)
 					       p, getpid(), status);
 				ADD(sh->child_fail, 1);
 			} else if (WEXITSTATUS(status) == 4) {
-				op_skip(OP_EXEC, ENOSYS);
+				/* the child left its errno there */
+				op_skip(OP_EXEC,
+					READ_ONCE(sh->last_errno[OP_EXEC]));
 			}
 		}
 		W.children[c] = W.children[--W.nchildren];
@@ -1054,7 +1060,7 @@ static int fork_child_main(uint64_t seed)
 			bad += verify_region("fork-child", &W.t[i].reg[j]);
 	if (rndn(&rng, 4) == 0)
 		_exit(bad ? 1 : 0);	/* exit with merged pages mapped */
-	while (!sh->stop && ksm_now() < end && W.deadline > ksm_now()) {
+	while (!READ_ONCE(sh->stop) && ksm_now() < end && W.deadline > ksm_now()) {
 		struct tctx *t = &W.t[rndn(&rng, NR_THREADS)];
 		struct region *r;
 
@@ -1082,8 +1088,10 @@ static void exec_child_main(void)
 	int fd, nreg = 0;
 
 	fd = syscall(__NR_memfd_create, "ksm_exec", 0);
-	if (fd < 0)
+	if (fd < 0) {
+		WRITE_ONCE(sh->last_errno[OP_EXEC], errno);
 		_exit(4);
+	}
 	for (int i = 0; i < NR_THREADS; i++)
 		nreg += W.t[i].nreg;
 	hdr[1] = nreg;
@@ -1105,6 +1113,7 @@ static void exec_child_main(void)
 	snprintf(anyarg, sizeof(anyarg), "%d", W.merge_any ? 1 : 0);
 	execl(self_exe, "ksm_torture", "--exec-verify", fdarg, anyarg,
 	      (char *)NULL);
+	WRITE_ONCE(sh->last_errno[OP_EXEC], errno);
 	_exit(4);
 }
 
@@ -1440,7 +1449,7 @@ static void *thread_main(void *arg)
 {
 	struct tctx *t = arg;
 
-	while (!sh->stop && ksm_now() < W.deadline) {
+	while (!READ_ONCE(sh->stop) && ksm_now() < W.deadline) {
 		run_op(t, pick_op(t));
 		if (t->tid == 0)
 			reap_children(false);
@@ -1488,8 +1497,7 @@ static int worker_main(int wid, const struct scenario *sc, uint64_t seed,
 		}
 	}
 	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr,
-		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&W.lock, &attr);
 
 	for (int i = 0; i < NR_THREADS; i++) {
@@ -1522,7 +1530,7 @@ static int worker_main(int wid, const struct scenario *sc, uint64_t seed,
 /* ------------------------------------------------------------------ */
 /* knob controller                                                     */
 
-static volatile int ctl_stop;
+static int ctl_stop;
 static long ctl_errors, ctl_busy, ctl_max_sharing, ctl_max_zero;
 static uint64_t ctl_rng;
 static bool ctl_advisor;	/* scan-time active */
@@ -1569,7 +1577,7 @@ static void *controller_main(void *arg)
 	bool has_man = access(KSM_SYSFS "merge_across_nodes", F_OK) == 0;
 
 	(void)arg;
-	while (!ctl_stop) {
+	while (!READ_ONCE(ctl_stop)) {
 		long x = rndn(&ctl_rng, 24);
 
 		switch (x) {
@@ -1696,7 +1704,7 @@ static int slab_read(struct slabs *s)
 			continue;
 		if (sscanf(line, "%63s %ld", name, &active) != 2)
 			continue;
-		strcpy(s->name[s->n], name);
+		snprintf(s->name[s->n], sizeof(s->name[s->n]), "%s", name);
 		s->active[s->n++] = active;
 	}
 	fclose(f);
@@ -1785,6 +1793,11 @@ static void cgroup_teardown(void)
 		usleep(20000);
 }
 
+#define SCENARIO_STATS_FMT \
+	"%s: %.1fs, max pages_sharing %ld, max ksm_zero_pages %ld, controller busy/transient %ld\n"
+#define SCENARIO_FAIL_FMT \
+	"%s: %ld mismatches, %ld failed children, %d failed workers, %ld op errors, %ld knob errors\n"
+
 static bool run_scenario(int s, double secs, uint64_t seed)
 {
 	const struct scenario *sc = &scenarios[s];
@@ -1802,10 +1815,11 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 	memcpy(skip0, sh->skipped, sizeof(skip0));
 	memcpy(err0, sh->errors, sizeof(err0));
 	ctl_fast();
-	ctl_max_sharing = ctl_max_zero = 0;
-	ctl_stop = 0;
+	ctl_max_sharing = 0;
+	ctl_max_zero = 0;
+	WRITE_ONCE(ctl_stop, 0);
 	ctl_rng = seed ^ 0xC0117011ull ^ ((uint64_t)s << 32);
-	sh->stop = 0;
+	WRITE_ONCE(sh->stop, 0);
 	fflush(stdout);
 	for (int w = 0; w < NR_WORKERS; w++) {
 		pid_t pid = fork();
@@ -1826,7 +1840,7 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 
 	while (ksm_now() < deadline)
 		usleep(50000);
-	sh->stop = 1;
+	WRITE_ONCE(sh->stop, 1);
 	/* bounded wait: final verification can be slow on a debug guest */
 	kill_at = ksm_now() + 120;
 	for (int w = 0; w < nw; w++) {
@@ -1847,7 +1861,7 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 			bad_exit++;
 		}
 	}
-	ctl_stop = 1;
+	WRITE_ONCE(ctl_stop, 1);
 	pthread_join(ctl, NULL);
 	ctl_fast();
 
@@ -1872,13 +1886,11 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 					"(ERR %ld)", e);
 	}
 	ksft_print_msg("%s\n", line);
-	ksft_print_msg("%s: %.1fs, max pages_sharing %ld, max ksm_zero_pages %ld, controller busy/transient %ld\n",
-		       sc->name, ksm_now() - start, ctl_max_sharing,
+	ksft_print_msg(SCENARIO_STATS_FMT, sc->name, ksm_now() - start, ctl_max_sharing,
 		       ctl_max_zero, ctl_busy);
 	if (sh->mismatches != mism0 || sh->child_fail != cfail0 || bad_exit ||
 	    nerr || ctl_errors != cerr0) {
-		ksft_test_result_fail("%s: %ld mismatches, %ld failed children, %d failed workers, %ld op errors, %ld knob errors\n",
-				      sc->name, sh->mismatches - mism0,
+		ksft_test_result_fail(SCENARIO_FAIL_FMT, sc->name, sh->mismatches - mism0,
 				      sh->child_fail - cfail0, bad_exit, nerr,
 				      ctl_errors - cerr0);
 		return false;
@@ -1923,7 +1935,7 @@ static bool scen_listed(const char *list, const char *name)
 	return false;
 }
 
-static void usage(const char *prog)
+static void print_usage(const char *prog)
 {
 	fprintf(stderr, "usage: %s -d SECONDS [-s SEED] [-o SCENARIO,...] [-v] [-z]\n"
 		"  -o  run only the listed scenarios\n"
@@ -1931,6 +1943,17 @@ static void usage(const char *prog)
 		"  -z  a ksm_zero_pages drift is XFAIL, not FAIL\n", prog);
 	exit(KSFT_FAIL);
 }
+
+#define FINAL_CLEAN_FMT \
+	"final state clean: nothing shared, no chains or dups; merging was observed (%d extra run=2)\n"
+#define FINAL_DIRTY_FMT \
+	"final state: shared %ld sharing %ld chains %ld dups %ld, merging observed %d\n"
+#define ZERO_DRIFT_XFAIL_FMT \
+	"ksm_zero_pages %ld, was %ld at start (drift tolerated by -z)\n"
+#define ZERO_DRIFT_FAIL_FMT \
+	"ksm_zero_pages %ld, was %ld at start: accounting drift\n"
+#define NO_KSM_SLABS_MSG \
+	"no ksm_* caches in /proc/slabinfo (merged with other caches?)\n"
 
 int main(int argc, char **argv)
 {
@@ -1964,7 +1987,7 @@ int main(int argc, char **argv)
 			zero_drift_ok = true;
 			break;
 		default:
-			usage(argv[0]);
+			print_usage(argv[0]);
 		}
 	}
 	if (!seed)
@@ -1979,7 +2002,7 @@ int main(int argc, char **argv)
 	ps = sysconf(_SC_PAGESIZE);
 	t0 = ksm_now();
 	if (readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1) < 0)
-		strcpy(self_exe, argv[0]);
+		snprintf(self_exe, sizeof(self_exe), "%s", argv[0]);
 
 	{
 		char buf[64] = "";
@@ -2062,11 +2085,9 @@ int main(int argc, char **argv)
 		any_merge = true;
 	}
 	if (ksm_wait_for(all_clear, NULL, 60) && any_merge) {
-		ksft_test_result_pass("final state clean: nothing shared, no chains or dups; merging was observed (%d extra run=2)\n",
-				      unmerge_retries / 50);
+		ksft_test_result_pass(FINAL_CLEAN_FMT, unmerge_retries / 50);
 	} else {
-		ksft_test_result_fail("final state: shared %ld sharing %ld chains %ld dups %ld, merging observed %d\n",
-				      ksm_read("pages_shared"),
+		ksft_test_result_fail(FINAL_DIRTY_FMT, ksm_read("pages_shared"),
 				      ksm_read("pages_sharing"),
 				      ksm_read("stable_node_chains"),
 				      ksm_read("stable_node_dups"), any_merge);
@@ -2083,14 +2104,14 @@ int main(int argc, char **argv)
 		if (z == zero_pages_start)
 			ksft_test_result_pass("ksm_zero_pages back to %ld\n", z);
 		else if (zero_drift_ok)
-			ksft_test_result_xfail("ksm_zero_pages %ld, was %ld at start (drift tolerated by -z)\n",
-					       z, zero_pages_start);
+			ksft_test_result_xfail(ZERO_DRIFT_XFAIL_FMT, z,
+					       zero_pages_start);
 		else
-			ksft_test_result_fail("ksm_zero_pages %ld, was %ld at start: accounting drift\n",
-					      z, zero_pages_start);
+			ksft_test_result_fail(ZERO_DRIFT_FAIL_FMT, z,
+					      zero_pages_start);
 	}
 	if (!slab_start.n) {
-		ksft_test_result_skip("no ksm_* caches in /proc/slabinfo (merged with other caches?)\n");
+		ksft_test_result_skip(NO_KSM_SLABS_MSG);
 	} else if (ksm_wait_for(slabs_back, NULL, 30)) {
 		ksft_test_result_pass("KSM slab caches back to their starting counts (%d caches)\n",
 				      slab_start.n);
