@@ -15,7 +15,7 @@ UTIL_H := $(SELF)/mm/vm_util.h $(SELF)/mm/thp_settings.h $(SELF)/kselftest.h
 
 UPSTREAM := ksm_tests ksm_functional_tests cow
 OWN := $(notdir $(basename $(wildcard $(OWNDIR)/ksm_*.c)))
-BINS := $(addprefix $(G)/bin/,$(UPSTREAM) $(OWN) ksm_demo)
+BINS := $(addprefix $(G)/bin/,$(UPSTREAM) $(OWN) ksm_demo ksm_bench)
 
 all: $(G)/initramfs.cpio.gz
 
@@ -36,6 +36,11 @@ $(G)/bin/ksm_%: $(OWNDIR)/ksm_%.c $(wildcard $(OWNDIR)/*.h) $(UTIL) $(UTIL_H) $(
 $(G)/bin/ksm_demo: $(TOP)/harness/guest/ksm_demo.c $(OWNDIR)/ksm_common.h
 	@mkdir -p $(dir $@)
 	@echo "  CC ksm_demo"
+	@$(CC) $(TCFLAGS) -Werror -o $@ $< $(TLIBS) 2>$@.log || { cat $@.log; exit 1; }
+
+$(G)/bin/ksm_bench: $(TOP)/harness/guest/ksm_bench.c $(OWNDIR)/ksm_common.h
+	@mkdir -p $(dir $@)
+	@echo "  CC ksm_bench"
 	@$(CC) $(TCFLAGS) -Werror -o $@ $< $(TLIBS) 2>$@.log || { cat $@.log; exit 1; }
 
 GUEST_FILES := $(TOP)/harness/guest/init $(TOP)/harness/guest/ksmt.sh \
