@@ -31,75 +31,7 @@
 
 static long page_size;
 static int kmsg_fd = -1;
-
-/* ---- kernel log watch: no WARNING/BUG/KASAN splat while we run ---- */
-
-static void kmsg_start(void)
-{
-	kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
-	if (kmsg_fd >= 0)
-		lseek(kmsg_fd, 0, SEEK_END);
-}
-
-/* Returns the number of splat lines logged since kmsg_start(), or -1. */
-static int kmsg_splats(void)
-{
-	static const char * const bad[] = {
-		"WARNING:", "BUG:", "Oops", "KASAN", "UBSAN",
-		"possible circular locking", "possible recursive locking",
-		"general protection fault", "kernel BUG", "list_add corruption",
-		"list_del corruption", "page dumped because",
-	};
-	char rec[8192];
-	int found = 0;
-
-	if (kmsg_fd < 0)
-		return -1;
-	for (;;) {
-		ssize_t n = read(kmsg_fd, rec, sizeof(rec) - 1);
-
-		if (n < 0) {
-			if (errno == EPIPE)	/* overwritten records */
-				continue;
-			break;
-		}
-		rec[n] = '\0';
-		for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-			if (strstr(rec, bad[i])) {
-				ksft_print_msg("kernel log: %s", rec);
-				found++;
-				break;
-			}
-		}
-	}
-	return found;
-}
-
-/* ---- saved state ---- */
-
-static struct ksm_knobs saved;
-static char saved_adv[4][32];
-static const char * const adv_knobs[] = {
-	"advisor_max_cpu", "advisor_min_pages_to_scan",
-	"advisor_max_pages_to_scan", "advisor_target_scan_time",
-};
-
-static void save_all(void)
-{
-	ksm_save(&saved);
-	for (int i = 0; i < 4; i++)
-		if (ksm_read_str(adv_knobs[i], saved_adv[i], sizeof(saved_adv[i])))
-			saved_adv[i][0] = '\0';
-}
-
-static void restore_all(void)
-{
-	/* advisor_mode resets pages_to_scan: ksm_restore orders that */
-	ksm_restore(&saved);
-	for (int i = 0; i < 4; i++)
-		if (saved_adv[i][0])
-			ksm_write_str(adv_knobs[i], saved_adv[i]);
-}
+static struct ksm_all_knobs saved;
 
 /* ---- invalid sysfs writes ---- */
 
@@ -137,32 +69,6 @@ static const char * const ro_stats[] = {
 #define E_RANGE		BIT(1)
 #define E_OK0		BIT(2)	/* write() returned 0 (empty write) */
 
-/*
- * Write @len bytes of @val to KSM_SYSFS/@name with one write() call.
- * Returns 0 when the whole write was accepted, -errno otherwise, 1 when
- * write() returned 0.
- */
-static int raw_write(const char *name, const char *val, size_t len)
-{
-	char path[256];
-	ssize_t n;
-	int fd, ret;
-
-	snprintf(path, sizeof(path), KSM_SYSFS "%s", name);
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, val, len);
-	if (n < 0)
-		ret = -errno;
-	else if (n == 0)
-		ret = 1;
-	else
-		ret = 0;
-	close(fd);
-	return ret;
-}
-
 static int nr_bad_writes, nr_bad_fail;
 
 /* One invalid write: must fail with an errno in @ok and change nothing. */
@@ -170,14 +76,14 @@ static void bad_write(const char *name, const char *val, size_t len,
 		      unsigned int ok, const char *what)
 {
 	char before[128], after[128];
-	int ret;
+	long ret;
 
 	if (ksm_read_str(name, before, sizeof(before))) {
 		ksft_print_msg("%s: cannot read\n", name);
 		nr_bad_fail++;
 		return;
 	}
-	ret = raw_write(name, val, len);
+	ret = ksm_raw_write(name, val, len);
 	nr_bad_writes++;
 	if (ksm_read_str(name, after, sizeof(after)))
 		after[0] = '\0';
@@ -187,7 +93,7 @@ static void bad_write(const char *name, const char *val, size_t len,
 		nr_bad_fail++;
 		return;
 	}
-	if (ret == 1 && (ok & E_OK0))
+	if (ret == 0 && (ok & E_OK0))
 		return;
 	if (ret == -EINVAL && (ok & E_INVAL))
 		return;
@@ -195,7 +101,7 @@ static void bad_write(const char *name, const char *val, size_t len,
 		return;
 	ksft_print_msg("%s: %s write (%.24s%s, %zu bytes) returned %s\n", name,
 		       what, val, len > 24 ? "..." : "", len,
-		       ret == 0 ? "success" : ret == 1 ? "0" : strerror(-ret));
+		       ret > 0 ? "success" : ret == 0 ? "0" : strerror(-ret));
 	nr_bad_fail++;
 }
 
@@ -314,38 +220,6 @@ static void test_sysfs_readonly(void)
 
 /* ---- madvise ---- */
 
-/* Does the VMA containing @addr carry VmFlags @flag (e.g. "mg")? -1 if none. */
-static int vma_has_flag(void *addr, const char *flag)
-{
-	unsigned long a = (unsigned long)addr, s, e;
-	char line[512];
-	bool in = false;
-	int ret = -1;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 &&
-		    line[strspn(line, "0123456789abcdef")] == '-') {
-			in = a >= s && a < e;
-			continue;
-		}
-		if (in && !strncmp(line, "VmFlags:", 8)) {
-			char *tok, *save = NULL;
-
-			ret = 0;
-			for (tok = strtok_r(line + 8, "\n ", &save); tok;
-			     tok = strtok_r(NULL, "\n ", &save))
-				if (!strcmp(tok, flag))
-					ret = 1;
-			break;
-		}
-	}
-	fclose(f);
-	return ret;
-}
-
 /* First VMA of ours whose VmFlags carry @flag; NULL when none. */
 static void *find_vma_with_flag(const char *flag)
 {
@@ -390,7 +264,7 @@ static bool expect_madv(void *addr, size_t len, int advice, int want_errno,
 
 static bool expect_flag(void *addr, int want, const char *what)
 {
-	int got = vma_has_flag(addr, "mg");
+	int got = ksm_vma_has_flag(addr, "mg");
 
 	if (got != want) {
 		ksft_print_msg("%s: VM_MERGEABLE at %p is %d, want %d\n",
@@ -862,8 +736,8 @@ int main(void)
 	if (geteuid())
 		ksft_exit_skip("must run as root\n");
 	ksft_set_plan(11);
-	kmsg_start();
-	save_all();
+	kmsg_fd = ksm_kmsg_open();
+	ksm_save_all(&saved);
 	if (ksm_write_str("advisor_mode", "none"))
 		ksft_print_msg("cannot set advisor_mode none\n");
 
@@ -877,12 +751,12 @@ int main(void)
 	test_prctl();
 	test_concurrent(3.0);
 
-	restore_all();
-	ksft_test_result(ksm_nothing_shared(NULL) && ksm_read("run") == saved.run &&
-			 ksm_read("max_page_sharing") == saved.max_page_sharing &&
-			 ksm_read("pages_to_scan") == saved.pages_to_scan,
+	ksm_restore_all(&saved);
+	ksft_test_result(ksm_nothing_shared(NULL) && ksm_read("run") == saved.k.run &&
+			 ksm_read("max_page_sharing") == saved.k.max_page_sharing &&
+			 ksm_read("pages_to_scan") == saved.k.pages_to_scan,
 			 "knobs restored, nothing left merged\n");
-	splats = kmsg_splats();
+	splats = ksm_kmsg_splats(kmsg_fd);
 	if (splats < 0)
 		ksft_test_result_skip("no /dev/kmsg to check for splats\n");
 	else

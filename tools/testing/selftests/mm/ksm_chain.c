@@ -95,19 +95,6 @@ static void modify_page(int idx)
 	mod_val[idx] = v;
 }
 
-static long self_merging(void)
-{
-	FILE *f = fopen("/proc/self/ksm_merging_pages", "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 struct want {
 	long shared, sharing, merging;
 };
@@ -118,7 +105,7 @@ static bool reached(void *arg)
 
 	return ksm_read("pages_shared") == w->shared &&
 	       ksm_read("pages_sharing") == w->sharing &&
-	       self_merging() == w->merging;
+	       ksm_self_merging() == w->merging;
 }
 
 static void show(const char *when)
@@ -126,7 +113,7 @@ static void show(const char *when)
 	ksft_print_msg("%s: shared %ld sharing %ld unshared %ld chains %ld dups %ld merging %ld\n",
 		       when, ksm_read("pages_shared"), ksm_read("pages_sharing"),
 		       ksm_read("pages_unshared"), ksm_read("stable_node_chains"),
-		       ksm_read("stable_node_dups"), self_merging());
+		       ksm_read("stable_node_dups"), ksm_self_merging());
 }
 
 /* Sets max_page_sharing while nothing is shared, then starts ksmd. */
@@ -200,9 +187,9 @@ static void test_limit2(void)
 		show("run=2");
 		bad++;
 	}
-	if (self_merging() != 0) {
+	if (ksm_self_merging() != 0) {
 		ksft_print_msg("ksm_merging_pages %ld after run=2\n",
-			       self_merging());
+			       ksm_self_merging());
 		bad++;
 	}
 	if (ksm_read("stable_node_chains") || ksm_read("stable_node_dups")) {
@@ -230,13 +217,13 @@ static void test_limit4(void)
 	 */
 	w.merging = K_A + 4;
 	for (double dl = ksm_now() + WAIT_S; ksm_now() < dl; usleep(20000))
-		if (self_merging() == w.merging)
+		if (ksm_self_merging() == w.merging)
 			break;
 	/* give ksmd one more pass to settle the counters */
 	ksm_wait_scans(2, WAIT_S);
 	shared = ksm_read("pages_shared");
 	sharing = ksm_read("pages_sharing");
-	merging = self_merging();
+	merging = ksm_self_merging();
 	show("max_page_sharing=4");
 	if (merging != w.merging || shared + sharing != w.merging) {
 		ksft_print_msg("merged %ld (pages_shared + pages_sharing %ld), expected %ld\n",

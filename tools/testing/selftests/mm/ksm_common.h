@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+
+#include "kselftest.h"
 
 #ifndef MADV_MERGEABLE
 #define MADV_MERGEABLE 12
@@ -241,18 +244,35 @@ static inline int ksm_fast(void)
 	return err;
 }
 
-/* Sum of one "Key:  N kB" field over /proc/self/smaps_rollup. */
-static inline long ksm_smaps_rollup_kb(const char *key)
+/*
+ * Save the knobs to @saved, unmerge everything and scan flat out.  On
+ * failure the knobs are restored and false is returned.
+ */
+static inline bool ksm_begin(struct ksm_knobs *saved, double timeout_s)
+{
+	ksm_save(saved);
+	if (!ksm_settle(timeout_s) || ksm_fast()) {
+		ksm_restore(saved);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The number after "@key@sep" on the first line of @path that starts so;
+ * -1 when the file or the line is missing.
+ */
+static inline long ksm_file_field(const char *path, const char *key, char sep)
 {
 	char line[256];
 	size_t klen = strlen(key);
 	long val = -1;
-	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	FILE *f = fopen(path, "r");
 
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
+		if (!strncmp(line, key, klen) && line[klen] == sep) {
 			val = strtol(line + klen + 1, NULL, 10);
 			break;
 		}
@@ -261,24 +281,310 @@ static inline long ksm_smaps_rollup_kb(const char *key)
 	return val;
 }
 
+/* Sum of one "Key:  N kB" field over /proc/self/smaps_rollup. */
+static inline long ksm_smaps_rollup_kb(const char *key)
+{
+	return ksm_file_field("/proc/self/smaps_rollup", key, ':');
+}
+
 /* One field of /proc/self/ksm_stat ("name value"); -1 when missing. */
 static inline long ksm_stat_field(const char *key)
 {
-	char line[256];
+	return ksm_file_field("/proc/self/ksm_stat", key, ' ');
+}
+
+/* The first number in the file at @path; -1 when it cannot be read. */
+static inline long ksm_read_long_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* This process's KSM pages, from /proc/self/ksm_merging_pages. */
+static inline long ksm_self_merging(void)
+{
+	return ksm_read_long_file("/proc/self/ksm_merging_pages");
+}
+
+/* This process's KSM pages, from the ksm_merging_pages of /proc/self/ksm_stat. */
+static inline long ksm_merging_pages(void)
+{
+	return ksm_stat_field("ksm_merging_pages");
+}
+
+/* The advisor tunables, which ksm_save()/ksm_restore() leave alone. */
+static const char * const ksm_adv_knobs[] = {
+	"advisor_max_cpu", "advisor_min_pages_to_scan",
+	"advisor_max_pages_to_scan", "advisor_target_scan_time",
+};
+
+#define KSM_NR_ADV ARRAY_SIZE(ksm_adv_knobs)
+
+/* Every knob a test may change, the advisor tunables included. */
+struct ksm_all_knobs {
+	struct ksm_knobs k;
+	char adv[KSM_NR_ADV][32];
+};
+
+static inline void ksm_save_all(struct ksm_all_knobs *s)
+{
+	ksm_save(&s->k);
+	for (size_t i = 0; i < KSM_NR_ADV; i++)
+		if (ksm_read_str(ksm_adv_knobs[i], s->adv[i], sizeof(s->adv[i])))
+			s->adv[i][0] = '\0';
+}
+
+static inline void ksm_restore_all(const struct ksm_all_knobs *s)
+{
+	/* advisor_mode resets pages_to_scan: ksm_restore orders that */
+	ksm_restore(&s->k);
+	for (size_t i = 0; i < KSM_NR_ADV; i++)
+		if (s->adv[i][0])
+			ksm_write_str(ksm_adv_knobs[i], s->adv[i]);
+}
+
+/*
+ * One write() of @len bytes to KSM_SYSFS/@name.  Returns the write() result
+ * (bytes written, possibly 0) or -errno (also when open fails).
+ */
+static inline long ksm_raw_write(const char *name, const char *val, size_t len)
+{
+	char path[256];
+	ssize_t n;
+	long ret;
+	int fd;
+
+	snprintf(path, sizeof(path), KSM_SYSFS "%s", name);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, val, len);
+	ret = n < 0 ? -errno : n;
+	close(fd);
+	return ret;
+}
+
+/* ---- page contents: every 8-byte word depends on (id, word) ---- */
+
+static inline uint64_t ksm_pat_word(uint64_t id, size_t i)
+{
+	uint64_t x = (id + 1) * 0x9E3779B97F4A7C15ULL ^ (i * 0xBF58476D1CE4E5B9ULL);
+
+	return x ^ (x >> 29);
+}
+
+static inline void ksm_fill_page(char *p, uint64_t id)
+{
+	size_t words = sysconf(_SC_PAGESIZE) / 8;
+	uint64_t *w = (uint64_t *)p;
+
+	for (size_t i = 0; i < words; i++)
+		w[i] = ksm_pat_word(id, i);
+}
+
+/* True when the page holds pattern @id; reports the first bad word. */
+static inline bool ksm_check_page(const char *p, uint64_t id, const char *what,
+				  size_t idx)
+{
+	size_t words = sysconf(_SC_PAGESIZE) / 8;
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < words; i++) {
+		if (w[i] != ksm_pat_word(id, i)) {
+			ksft_print_msg("%s: page %zu word %zu: expected %#llx found %#llx\n",
+				       what, idx, i,
+				       (unsigned long long)ksm_pat_word(id, i),
+				       (unsigned long long)w[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---- kernel log watch: no WARNING/BUG/KASAN splat while we run ---- */
+
+/* /dev/kmsg positioned at its end, or -1 when it cannot be opened. */
+static inline int ksm_kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+
+	if (fd >= 0)
+		lseek(fd, 0, SEEK_END);
+	return fd;
+}
+
+/*
+ * Reports and counts the splat records logged since ksm_kmsg_open()
+ * returned @fd; -1 when @fd is not open.
+ */
+static inline int ksm_kmsg_splats(int fd)
+{
+	static const char * const bad[] = {
+		"WARNING:", "BUG:", "Oops", "KASAN", "UBSAN", "kernel BUG",
+		"possible circular locking", "possible recursive locking",
+		"general protection fault", "list_add corruption",
+		"list_del corruption", "page dumped because", "Bad page",
+	};
+	char rec[8192];
+	int found = 0;
+
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		ssize_t n = read(fd, rec, sizeof(rec) - 1);
+
+		if (n < 0) {
+			if (errno == EPIPE)	/* overwritten records */
+				continue;
+			break;
+		}
+		rec[n] = '\0';
+		for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+			if (strstr(rec, bad[i])) {
+				ksft_print_msg("kernel log: %s", rec);
+				found++;
+				break;
+			}
+		}
+	}
+	return found;
+}
+
+/* ---- /proc/self/smaps and pagemap ---- */
+
+/* "Key: N kB" of the /proc/self/smaps entry of the VMA containing @addr. */
+static inline long ksm_vma_smaps_kb(const void *addr, const char *key)
+{
+	unsigned long a = (unsigned long)addr, start, end;
 	size_t klen = strlen(key);
+	bool in = false;
+	char line[512];
 	long val = -1;
-	FILE *f = fopen("/proc/self/ksm_stat", "r");
+	FILE *f = fopen("/proc/self/smaps", "r");
 
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, klen) && line[klen] == ' ') {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			if (in)
+				break;
+			in = a >= start && a < end;
+			continue;
+		}
+		if (in && !strncmp(line, key, klen) && line[klen] == ':') {
 			val = strtol(line + klen + 1, NULL, 10);
 			break;
 		}
 	}
 	fclose(f);
 	return val;
+}
+
+/*
+ * Does the VMA containing @addr carry the VmFlags word @flag (e.g. "mg")?
+ * -1 when there is no such VMA.
+ */
+static inline int ksm_vma_has_flag(const void *addr, const char *flag)
+{
+	unsigned long a = (unsigned long)addr, s, e;
+	char line[512];
+	bool in = false;
+	int ret = -1;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 &&
+		    line[strspn(line, "0123456789abcdef")] == '-') {
+			in = a >= s && a < e;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			char *tok, *save = NULL;
+
+			ret = 0;
+			for (tok = strtok_r(line + 8, "\n ", &save); tok;
+			     tok = strtok_r(NULL, "\n ", &save))
+				if (!strcmp(tok, flag))
+					ret = 1;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* The pagemap PFN of @addr, 0 when not present or unreadable. */
+static inline uint64_t ksm_pfn_of(const void *addr)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, sizeof(e),
+		  (unsigned long)addr / sysconf(_SC_PAGESIZE) * sizeof(e)) != sizeof(e))
+		e = 0;
+	close(fd);
+	if (!(e & (1ULL << 63)))
+		return 0;
+	return e & ((1ULL << 55) - 1);
+}
+
+/* ---- expected merge counts ---- */
+
+struct ksm_expect {
+	long shared, sharing, merging;
+};
+
+/* Global pages_shared/pages_sharing and our ksm_merging_pages are as @arg. */
+static inline bool ksm_counts_reached(void *arg)
+{
+	const struct ksm_expect *e = arg;
+
+	return ksm_read("pages_shared") == e->shared &&
+	       ksm_read("pages_sharing") == e->sharing &&
+	       ksm_merging_pages() == e->merging;
+}
+
+static inline void ksm_print_counts(const char *what, const struct ksm_expect *e)
+{
+	ksft_print_msg("%s: pages_shared %ld (want %ld) pages_sharing %ld (want %ld)\n",
+		       what, ksm_read("pages_shared"), e->shared,
+		       ksm_read("pages_sharing"), e->sharing);
+	ksft_print_msg("%s: ksm_merging_pages %ld (want %ld) full_scans %ld\n",
+		       what, ksm_merging_pages(), e->merging, ksm_read("full_scans"));
+}
+
+/* ---- test results ---- */
+
+/* Unmerge everything and scan flat out again; a failure fails the test. */
+static inline void ksm_reset(int *ret, const char *name, double timeout_s)
+{
+	if (!ksm_settle(timeout_s) || ksm_fast()) {
+		ksft_print_msg("%s: could not reset KSM\n", name);
+		*ret = KSFT_FAIL;
+	}
+}
+
+/* Reports a KSFT_PASS/KSFT_SKIP/KSFT_FAIL result as a TAP line. */
+static inline void ksm_report(int r, const char *name)
+{
+	if (r == KSFT_PASS)
+		ksft_test_result_pass("%s\n", name);
+	else if (r == KSFT_SKIP)
+		ksft_test_result_skip("%s\n", name);
+	else
+		ksft_test_result_fail("%s\n", name);
 }
 
 #endif /* KSM_COMMON_H */

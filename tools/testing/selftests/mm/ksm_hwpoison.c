@@ -51,137 +51,16 @@ static long page_size;
 static int kmsg_fd = -1;
 static struct ksm_knobs saved;
 
-/* ---- patterns: every 8-byte word of a page depends on (id, word) ---- */
+/* ---- expected contents and counts ---- */
 
-static uint64_t pat_word(uint64_t id, size_t i)
-{
-	uint64_t x = (id + 1) * 0x9E3779B97F4A7C15ULL ^ (i * 0xBF58476D1CE4E5B9ULL);
-
-	return x ^ (x >> 29);
-}
-
-static void fill_page(char *p, uint64_t id)
-{
-	uint64_t *w = (uint64_t *)p;
-
-	for (size_t i = 0; i < page_size / 8; i++)
-		w[i] = pat_word(id, i);
-}
-
-/* True when the page holds pattern @id; reports the first bad word. */
-static bool check_page(const char *p, uint64_t id, const char *what, size_t idx)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < page_size / 8; i++) {
-		if (w[i] != pat_word(id, i)) {
-			ksft_print_msg("%s: page %zu word %zu: expected %#llx found %#llx\n",
-				       what, idx, i,
-				       (unsigned long long)pat_word(id, i),
-				       (unsigned long long)w[i]);
-			return false;
-		}
-	}
-	return true;
-}
-
-/* ---- kernel log watch ---- */
-
-static void kmsg_start(void)
-{
-	kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
-	if (kmsg_fd >= 0)
-		lseek(kmsg_fd, 0, SEEK_END);
-}
-
-static int kmsg_splats(void)
-{
-	static const char * const bad[] = {
-		"WARNING:", "BUG:", "Oops", "KASAN", "UBSAN", "kernel BUG",
-		"possible circular locking", "possible recursive locking",
-		"general protection fault", "list_add corruption",
-		"list_del corruption", "page dumped because", "Bad page",
-	};
-	char rec[8192];
-	int found = 0;
-
-	if (kmsg_fd < 0)
-		return 0;
-	for (;;) {
-		ssize_t n = read(kmsg_fd, rec, sizeof(rec) - 1);
-
-		if (n < 0) {
-			if (errno == EPIPE)
-				continue;
-			break;
-		}
-		rec[n] = '\0';
-		for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-			if (strstr(rec, bad[i])) {
-				ksft_print_msg("kernel log: %s", rec);
-				found++;
-				break;
-			}
-		}
-	}
-	return found;
-}
-
-/* ---- /proc helpers ---- */
-
-static long merging_pages(void)
-{
-	return ksm_stat_field("ksm_merging_pages");
-}
-
-struct expect {
-	long shared, sharing, merging;
-};
-
-static bool counts_reached(void *arg)
-{
-	const struct expect *e = arg;
-
-	return ksm_read("pages_shared") == e->shared &&
-	       ksm_read("pages_sharing") == e->sharing &&
-	       merging_pages() == e->merging;
-}
-
-static void print_counts(const char *what, const struct expect *e)
-{
-	ksft_print_msg("%s: pages_shared %ld (want %ld) pages_sharing %ld (want %ld)\n",
-		       what, ksm_read("pages_shared"), e->shared,
-		       ksm_read("pages_sharing"), e->sharing);
-	ksft_print_msg("%s: ksm_merging_pages %ld (want %ld) full_scans %ld\n",
-		       what, merging_pages(), e->merging, ksm_read("full_scans"));
-}
-
-/* ---- THP set-up ---- */
 static uint64_t page_id(size_t i)
 {
 	return i < DUPS ? i % GROUPS : 100 + i;
 }
 
-static const struct expect merged = {
+static const struct ksm_expect merged = {
 	.shared = GROUPS, .sharing = DUPS - GROUPS, .merging = DUPS,
 };
-
-/* The pagemap PFN of @addr, 0 when not present or unreadable. */
-static uint64_t pfn_of(const void *addr)
-{
-	uint64_t e = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &e, sizeof(e),
-		  (unsigned long)addr / page_size * sizeof(e)) != sizeof(e))
-		e = 0;
-	close(fd);
-	if (!(e & (1ULL << 63)))
-		return 0;
-	return e & ((1ULL << 55) - 1);
-}
 
 /* ---- reading a page that may be poisoned ---- */
 
@@ -210,7 +89,7 @@ static int probe_page(const char *p, uint64_t id)
 		return P_SIGBUS;
 	/* READ_ONCE: every word is really loaded, so a poisoned page faults */
 	for (size_t i = 0; i < page_size / 8; i++)
-		if (READ_ONCE(w[i]) != pat_word(id, i))
+		if (READ_ONCE(w[i]) != ksm_pat_word(id, i))
 			return P_CORRUPT;
 	return P_OK;
 }
@@ -218,7 +97,7 @@ static int probe_page(const char *p, uint64_t id)
 /* A fresh region of NPAGES, filled, mergeable and merged; NULL on failure. */
 static char *merged_region(const char *name)
 {
-	struct expect e = merged;
+	struct ksm_expect e = merged;
 	char *a = mmap(NULL, NPAGES * page_size, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -227,13 +106,13 @@ static char *merged_region(const char *name)
 		return NULL;
 	}
 	for (size_t i = 0; i < NPAGES; i++)
-		fill_page(a + i * page_size, page_id(i));
+		ksm_fill_page(a + i * page_size, page_id(i));
 	if (madvise(a, NPAGES * page_size, MADV_MERGEABLE)) {
 		ksft_print_msg("%s: MADV_MERGEABLE: %s\n", name, strerror(errno));
 		goto fail;
 	}
-	if (!ksm_wait_for(counts_reached, &e, WAIT_S)) {
-		print_counts(name, &e);
+	if (!ksm_wait_for(ksm_counts_reached, &e, WAIT_S)) {
+		ksm_print_counts(name, &e);
 		goto fail;
 	}
 	return a;
@@ -245,7 +124,7 @@ fail:
 static bool verify_region(char *a, const char *what)
 {
 	for (size_t i = 0; i < NPAGES; i++)
-		if (!check_page(a + i * page_size, page_id(i), what, i))
+		if (!ksm_check_page(a + i * page_size, page_id(i), what, i))
 			return false;
 	return true;
 }
@@ -254,7 +133,7 @@ static bool verify_region(char *a, const char *what)
 static bool group_on_pfn(char *a, int g, uint64_t pfn, const char *what)
 {
 	for (size_t i = g; i < DUPS; i += GROUPS) {
-		uint64_t p = pfn_of(a + i * page_size);
+		uint64_t p = ksm_pfn_of(a + i * page_size);
 
 		if (p != pfn) {
 			ksft_print_msg("%s: page %zu maps pfn %#llx, want %#llx\n",
@@ -266,25 +145,17 @@ static bool group_on_pfn(char *a, int g, uint64_t pfn, const char *what)
 	return true;
 }
 
-static void reset_ksm(int *ret, const char *name)
-{
-	if (!ksm_settle(WAIT_S) || ksm_fast()) {
-		ksft_print_msg("%s: could not reset KSM\n", name);
-		*ret = KSFT_FAIL;
-	}
-}
-
 static int test_soft_offline(void)
 {
 	const char *name = "soft_offline";
-	struct expect e = merged;
+	struct ksm_expect e = merged;
 	uint64_t old_pfn, new_pfn;
 	int ret = KSFT_FAIL, err = 0;
 	char *a = merged_region(name);
 
 	if (!a)
 		goto out;
-	old_pfn = pfn_of(a);
+	old_pfn = ksm_pfn_of(a);
 	if (!old_pfn) {
 		ksft_print_msg("%s: no PFN in pagemap\n", name);
 		goto out_unmap;
@@ -316,7 +187,7 @@ static int test_soft_offline(void)
 
 	if (!verify_region(a, "after soft offline"))
 		goto out_unmap;
-	new_pfn = pfn_of(a);
+	new_pfn = ksm_pfn_of(a);
 	if (!new_pfn || new_pfn == old_pfn) {
 		ksft_print_msg("%s: page still on pfn %#llx (now %#llx)\n",
 			       name, (unsigned long long)old_pfn,
@@ -326,24 +197,24 @@ static int test_soft_offline(void)
 	/* the KSM page moved as a whole: all sharers still share one frame */
 	if (!group_on_pfn(a, 0, new_pfn, "after soft offline"))
 		goto out_unmap;
-	if (!ksm_wait_for(counts_reached, &e, WAIT_S)) {
-		print_counts("after soft offline", &e);
+	if (!ksm_wait_for(ksm_counts_reached, &e, WAIT_S)) {
+		ksm_print_counts("after soft offline", &e);
 		goto out_unmap;
 	}
 
 	/* a write to one sharer is private */
-	fill_page(a + GROUPS * page_size, 999);
-	if (!check_page(a + GROUPS * page_size, 999, "written page", GROUPS))
+	ksm_fill_page(a + GROUPS * page_size, 999);
+	if (!ksm_check_page(a + GROUPS * page_size, 999, "written page", GROUPS))
 		goto out_unmap;
 	for (size_t i = 0; i < NPAGES; i++)
 		if (i != GROUPS &&
-		    !check_page(a + i * page_size, page_id(i), "after write", i))
+		    !ksm_check_page(a + i * page_size, page_id(i), "after write", i))
 			goto out_unmap;
 	ret = KSFT_PASS;
 out_unmap:
 	munmap(a, NPAGES * page_size);
 out:
-	reset_ksm(&ret, name);
+	ksm_reset(&ret, name, WAIT_S);
 	return ret;
 }
 
@@ -404,7 +275,7 @@ static bool judge(const int *state, const char *who, bool self_poisoned)
 static int test_hwpoison(void)
 {
 	const char *name = "hwpoison";
-	struct expect e = merged;
+	struct ksm_expect e = merged;
 	struct child_report *r;
 	int ret = KSFT_FAIL, status = 0, state[NPAGES];
 	double deadline;
@@ -476,12 +347,12 @@ static int test_hwpoison(void)
 				       strerror(errno));
 			goto out_unmap;
 		}
-		fill_page(a + i * page_size, page_id(i));
+		ksm_fill_page(a + i * page_size, page_id(i));
 	}
 	if (!verify_region(a, "after recovery"))
 		goto out_unmap;
-	if (!ksm_wait_for(counts_reached, &e, WAIT_S)) {
-		print_counts("after recovery", &e);
+	if (!ksm_wait_for(ksm_counts_reached, &e, WAIT_S)) {
+		ksm_print_counts("after recovery", &e);
 		goto out_unmap;
 	}
 	if (!verify_region(a, "after re-merge"))
@@ -491,18 +362,8 @@ out_unmap:
 	munmap(a, NPAGES * page_size);
 out:
 	munmap(r, sizeof(*r));
-	reset_ksm(&ret, name);
+	ksm_reset(&ret, name, WAIT_S);
 	return ret;
-}
-
-static void report(int r, const char *name)
-{
-	if (r == KSFT_PASS)
-		ksft_test_result_pass("%s\n", name);
-	else if (r == KSFT_SKIP)
-		ksft_test_result_skip("%s\n", name);
-	else
-		ksft_test_result_fail("%s\n", name);
 }
 
 int main(void)
@@ -519,24 +380,21 @@ int main(void)
 		ksft_exit_skip("KSM not available\n");
 
 	ksft_set_plan(3);
-	kmsg_start();
-	ksm_save(&saved);
-	if (!ksm_settle(WAIT_S) || ksm_fast()) {
-		ksm_restore(&saved);
+	kmsg_fd = ksm_kmsg_open();
+	if (!ksm_begin(&saved, WAIT_S))
 		ksft_exit_fail_msg("cannot set up KSM\n");
-	}
 
-	report(test_soft_offline(),
-	       "MADV_SOFT_OFFLINE of a merged page keeps data and merging");
+	ksm_report(test_soft_offline(),
+		   "MADV_SOFT_OFFLINE of a merged page keeps data and merging");
 	if (no_inject && *no_inject && strcmp(no_inject, "0"))
 		ksft_test_result_skip("MADV_HWPOISON: KSM_HWPOISON_NO_INJECT set\n");
 	else
-		report(test_hwpoison(),
-		       "MADV_HWPOISON of a merged page in a forked child");
+		ksm_report(test_hwpoison(),
+			   "MADV_HWPOISON of a merged page in a forked child");
 
 	ksm_restore(&saved);
-	splats = kmsg_splats();
-	ksft_test_result(splats == 0 && ksm_nothing_shared(NULL),
+	splats = ksm_kmsg_splats(kmsg_fd);
+	ksft_test_result(splats <= 0 && ksm_nothing_shared(NULL),
 			 "no kernel splat, no KSM page left\n");
 	ksft_finished();
 }

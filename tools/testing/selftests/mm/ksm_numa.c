@@ -47,129 +47,6 @@ static int kmsg_fd = -1;
 static struct ksm_knobs saved;
 static int node[2];		/* the two nodes used */
 
-/* ---- patterns: every 8-byte word of a page depends on (id, word) ---- */
-
-static uint64_t pat_word(uint64_t id, size_t i)
-{
-	uint64_t x = (id + 1) * 0x9E3779B97F4A7C15ULL ^ (i * 0xBF58476D1CE4E5B9ULL);
-
-	return x ^ (x >> 29);
-}
-
-static void fill_page(char *p, uint64_t id)
-{
-	uint64_t *w = (uint64_t *)p;
-
-	for (size_t i = 0; i < page_size / 8; i++)
-		w[i] = pat_word(id, i);
-}
-
-/* True when the page holds pattern @id; reports the first bad word. */
-static bool check_page(const char *p, uint64_t id, const char *what, size_t idx)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < page_size / 8; i++) {
-		if (w[i] != pat_word(id, i)) {
-			ksft_print_msg("%s: page %zu word %zu: expected %#llx found %#llx\n",
-				       what, idx, i,
-				       (unsigned long long)pat_word(id, i),
-				       (unsigned long long)w[i]);
-			return false;
-		}
-	}
-	return true;
-}
-
-/* ---- kernel log watch ---- */
-
-static void kmsg_start(void)
-{
-	kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
-	if (kmsg_fd >= 0)
-		lseek(kmsg_fd, 0, SEEK_END);
-}
-
-static int kmsg_splats(void)
-{
-	static const char * const bad[] = {
-		"WARNING:", "BUG:", "Oops", "KASAN", "UBSAN", "kernel BUG",
-		"possible circular locking", "possible recursive locking",
-		"general protection fault", "list_add corruption",
-		"list_del corruption", "page dumped because", "Bad page",
-	};
-	char rec[8192];
-	int found = 0;
-
-	if (kmsg_fd < 0)
-		return 0;
-	for (;;) {
-		ssize_t n = read(kmsg_fd, rec, sizeof(rec) - 1);
-
-		if (n < 0) {
-			if (errno == EPIPE)
-				continue;
-			break;
-		}
-		rec[n] = '\0';
-		for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-			if (strstr(rec, bad[i])) {
-				ksft_print_msg("kernel log: %s", rec);
-				found++;
-				break;
-			}
-		}
-	}
-	return found;
-}
-
-/* ---- /proc helpers ---- */
-
-static long merging_pages(void)
-{
-	return ksm_stat_field("ksm_merging_pages");
-}
-
-struct expect {
-	long shared, sharing, merging;
-};
-
-static bool counts_reached(void *arg)
-{
-	const struct expect *e = arg;
-
-	return ksm_read("pages_shared") == e->shared &&
-	       ksm_read("pages_sharing") == e->sharing &&
-	       merging_pages() == e->merging;
-}
-
-static void print_counts(const char *what, const struct expect *e)
-{
-	ksft_print_msg("%s: pages_shared %ld (want %ld) pages_sharing %ld (want %ld)\n",
-		       what, ksm_read("pages_shared"), e->shared,
-		       ksm_read("pages_sharing"), e->sharing);
-	ksft_print_msg("%s: ksm_merging_pages %ld (want %ld) full_scans %ld\n",
-		       what, merging_pages(), e->merging, ksm_read("full_scans"));
-}
-
-/* ---- THP set-up ---- */
-/* The pagemap PFN of @addr, 0 when not present or unreadable. */
-static uint64_t pfn_of(const void *addr)
-{
-	uint64_t e = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &e, sizeof(e),
-		  (unsigned long)addr / page_size * sizeof(e)) != sizeof(e))
-		e = 0;
-	close(fd);
-	if (!(e & (1ULL << 63)))
-		return 0;
-	return e & ((1ULL << 55) - 1);
-}
-
 /* ---- NUMA ---- */
 
 /* The first two nodes in /sys/devices/system/node/has_memory. */
@@ -249,10 +126,10 @@ static bool on_node(char *a, int from, int to, int nid, const char *what)
 /* Pages [from, to) all map one frame; returns it, 0 if they do not. */
 static uint64_t one_frame(char *a, int from, int to, const char *what)
 {
-	uint64_t pfn = pfn_of(a + from * page_size);
+	uint64_t pfn = ksm_pfn_of(a + from * page_size);
 
 	for (int i = from; i < to; i++) {
-		uint64_t p = pfn_of(a + i * page_size);
+		uint64_t p = ksm_pfn_of(a + i * page_size);
 
 		if (!p || p != pfn) {
 			ksft_print_msg("%s: page %d on pfn %#llx, page %d on pfn %#llx\n",
@@ -267,7 +144,7 @@ static uint64_t one_frame(char *a, int from, int to, const char *what)
 static bool verify_region(char *a, const char *what)
 {
 	for (int i = 0; i < NPAGES; i++)
-		if (!check_page(a + i * page_size, CONTENT, what, i))
+		if (!ksm_check_page(a + i * page_size, CONTENT, what, i))
 			return false;
 	return true;
 }
@@ -314,7 +191,7 @@ static char *numa_region(void)
 		}
 	}
 	for (int i = 0; i < NPAGES; i++)
-		fill_page(a + i * page_size, CONTENT);
+		ksm_fill_page(a + i * page_size, CONTENT);
 	if (!on_node(a, 0, PER_NODE, node[0], "bound") ||
 	    !on_node(a, PER_NODE, NPAGES, node[1], "bound"))
 		goto fail;
@@ -330,13 +207,13 @@ fail:
 
 static bool wait_counts(long shared, long merging, const char *what)
 {
-	struct expect e = {
+	struct ksm_expect e = {
 		.shared = shared, .sharing = merging - shared, .merging = merging,
 	};
 
-	if (ksm_wait_for(counts_reached, &e, WAIT_S))
+	if (ksm_wait_for(ksm_counts_reached, &e, WAIT_S))
 		return true;
-	print_counts(what, &e);
+	ksm_print_counts(what, &e);
 	return false;
 }
 
@@ -349,9 +226,9 @@ static bool unmerge_check(char *a, const char *what)
 			       ksm_read("pages_sharing"));
 		return false;
 	}
-	if (merging_pages() != 0) {
+	if (ksm_merging_pages() != 0) {
 		ksft_print_msg("%s: ksm_merging_pages %ld after run=2\n", what,
-			       merging_pages());
+			       ksm_merging_pages());
 		return false;
 	}
 	return verify_region(a, what);
@@ -521,7 +398,7 @@ static bool all_merged_in_two(void *unused)
 
 	return shared >= 1 && shared <= 2 &&
 	       ksm_read("pages_sharing") == NPAGES - shared &&
-	       merging_pages() == NPAGES;
+	       ksm_merging_pages() == NPAGES;
 }
 
 /* Number of distinct frames the region maps; -1 if a page is not present. */
@@ -531,7 +408,7 @@ static int distinct_frames(char *a)
 	int n = 0;
 
 	for (int i = 0; i < NPAGES; i++) {
-		uint64_t p = pfn_of(a + i * page_size);
+		uint64_t p = ksm_pfn_of(a + i * page_size);
 		int j;
 
 		if (!p)
@@ -573,7 +450,7 @@ static int test_move_per_node(void)
 		ksft_print_msg("after move: want all %d pages merged into 1 or 2 KSM pages\n",
 			       NPAGES);
 		ksft_print_msg(MOVE_COUNTS_FMT, ksm_read("pages_shared"),
-			       ksm_read("pages_sharing"), merging_pages());
+			       ksm_read("pages_sharing"), ksm_merging_pages());
 		goto out;
 	}
 	frames = distinct_frames(a);
@@ -595,16 +472,6 @@ out:
 	return ret;
 }
 
-static void report(int r, const char *name)
-{
-	if (r == KSFT_PASS)
-		ksft_test_result_pass("%s\n", name);
-	else if (r == KSFT_SKIP)
-		ksft_test_result_skip("%s\n", name);
-	else
-		ksft_test_result_fail("%s\n", name);
-}
-
 int main(void)
 {
 	int splats;
@@ -620,23 +487,20 @@ int main(void)
 		ksft_exit_skip("needs two NUMA nodes with memory\n");
 
 	ksft_set_plan(4);
-	kmsg_start();
-	ksm_save(&saved);
-	if (!ksm_settle(WAIT_S) || ksm_fast()) {
-		ksm_restore(&saved);
+	kmsg_fd = ksm_kmsg_open();
+	if (!ksm_begin(&saved, WAIT_S))
 		ksft_exit_fail_msg("cannot set up KSM\n");
-	}
 
-	report(test_per_node(),
-	       "merge_across_nodes=0: one KSM page per node");
-	report(test_across_nodes(),
-	       "merge_across_nodes=1: one KSM page; move_pages keeps it merged");
-	report(test_move_per_node(),
-	       "merge_across_nodes=0: moved pages stay merged on the new node");
+	ksm_report(test_per_node(),
+		   "merge_across_nodes=0: one KSM page per node");
+	ksm_report(test_across_nodes(),
+		   "merge_across_nodes=1: one KSM page; move_pages keeps it merged");
+	ksm_report(test_move_per_node(),
+		   "merge_across_nodes=0: moved pages stay merged on the new node");
 
 	ksm_restore(&saved);
-	splats = kmsg_splats();
-	ksft_test_result(splats == 0 && ksm_nothing_shared(NULL) &&
+	splats = ksm_kmsg_splats(kmsg_fd);
+	ksft_test_result(splats <= 0 && ksm_nothing_shared(NULL) &&
 			 ksm_read("merge_across_nodes") == saved.merge_across_nodes,
 			 "no kernel splat, no KSM page left, knobs restored\n");
 	ksft_finished();

@@ -157,19 +157,6 @@ static long stat_num(const char *key)
 	return stat_str(key, v, sizeof(v)) ? strtol(v, NULL, 10) : -1;
 }
 
-static long read_long_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 static long vmstat_read(const char *key)
 {
 	char name[64];
@@ -199,7 +186,7 @@ static void take(struct snap *s)
 	s->zero = stat_num("ksm_zero_pages");
 	s->merging = stat_num("ksm_merging_pages");
 	s->profit = stat_num("ksm_process_profit");
-	s->merging_file = read_long_file("/proc/self/ksm_merging_pages");
+	s->merging_file = ksm_self_merging();
 	s->ksm_kb = ksm_smaps_rollup_kb("KSM");
 	s->shared = ksm_read("pages_shared");
 	s->sharing = ksm_read("pages_sharing");

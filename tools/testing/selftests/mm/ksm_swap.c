@@ -41,141 +41,6 @@ static char cg_dir[256];		/* our cgroup */
 static char cg_home[512];		/* where we came from */
 static bool cg_enabled_memory;		/* we wrote +memory to the root */
 
-/* ---- patterns: every 8-byte word of a page depends on (id, word) ---- */
-
-static uint64_t pat_word(uint64_t id, size_t i)
-{
-	uint64_t x = (id + 1) * 0x9E3779B97F4A7C15ULL ^ (i * 0xBF58476D1CE4E5B9ULL);
-
-	return x ^ (x >> 29);
-}
-
-static void fill_page(char *p, uint64_t id)
-{
-	uint64_t *w = (uint64_t *)p;
-
-	for (size_t i = 0; i < page_size / 8; i++)
-		w[i] = pat_word(id, i);
-}
-
-/* True when the page holds pattern @id; reports the first bad word. */
-static bool check_page(const char *p, uint64_t id, const char *what, size_t idx)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < page_size / 8; i++) {
-		if (w[i] != pat_word(id, i)) {
-			ksft_print_msg("%s: page %zu word %zu: expected %#llx found %#llx\n",
-				       what, idx, i,
-				       (unsigned long long)pat_word(id, i),
-				       (unsigned long long)w[i]);
-			return false;
-		}
-	}
-	return true;
-}
-
-/* ---- kernel log watch ---- */
-
-static void kmsg_start(void)
-{
-	kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
-	if (kmsg_fd >= 0)
-		lseek(kmsg_fd, 0, SEEK_END);
-}
-
-static int kmsg_splats(void)
-{
-	static const char * const bad[] = {
-		"WARNING:", "BUG:", "Oops", "KASAN", "UBSAN", "kernel BUG",
-		"possible circular locking", "possible recursive locking",
-		"general protection fault", "list_add corruption",
-		"list_del corruption", "page dumped because", "Bad page",
-	};
-	char rec[8192];
-	int found = 0;
-
-	if (kmsg_fd < 0)
-		return 0;
-	for (;;) {
-		ssize_t n = read(kmsg_fd, rec, sizeof(rec) - 1);
-
-		if (n < 0) {
-			if (errno == EPIPE)
-				continue;
-			break;
-		}
-		rec[n] = '\0';
-		for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-			if (strstr(rec, bad[i])) {
-				ksft_print_msg("kernel log: %s", rec);
-				found++;
-				break;
-			}
-		}
-	}
-	return found;
-}
-
-/* ---- /proc helpers ---- */
-
-/* "Key: N kB" of the /proc/self/smaps entry of the VMA containing @addr. */
-static long vma_smaps_kb(const void *addr, const char *key)
-{
-	unsigned long a = (unsigned long)addr, start, end;
-	size_t klen = strlen(key);
-	bool in = false;
-	char line[512];
-	long val = -1;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			if (in)
-				break;
-			in = a >= start && a < end;
-			continue;
-		}
-		if (in && !strncmp(line, key, klen) && line[klen] == ':') {
-			val = strtol(line + klen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
-}
-
-static long merging_pages(void)
-{
-	return ksm_stat_field("ksm_merging_pages");
-}
-
-struct expect {
-	long shared, sharing, merging;
-};
-
-static bool counts_reached(void *arg)
-{
-	const struct expect *e = arg;
-
-	return ksm_read("pages_shared") == e->shared &&
-	       ksm_read("pages_sharing") == e->sharing &&
-	       merging_pages() == e->merging;
-}
-
-static void print_counts(const char *what, const struct expect *e)
-{
-	ksft_print_msg("%s: pages_shared %ld (want %ld) pages_sharing %ld (want %ld)\n",
-		       what, ksm_read("pages_shared"), e->shared,
-		       ksm_read("pages_sharing"), e->sharing);
-	ksft_print_msg("%s: ksm_merging_pages %ld (want %ld) full_scans %ld\n",
-		       what, merging_pages(), e->merging, ksm_read("full_scans"));
-}
-
-/* ---- THP set-up ---- */
 /* ---- cgroup v2 ---- */
 
 static int write_file(const char *path, const char *val)
@@ -379,7 +244,7 @@ static bool region_init(struct region *r, long n, long groups, long uniq)
 	}
 	for (long i = 0; i < n; i++) {
 		r->id[i] = i < n - uniq ? i % groups : 1000 + i;
-		fill_page(r->a + i * page_size, r->id[i]);
+		ksm_fill_page(r->a + i * page_size, r->id[i]);
 	}
 	if (madvise(r->a, n * page_size, MADV_MERGEABLE)) {
 		ksft_print_msg("MADV_MERGEABLE: %s\n", strerror(errno));
@@ -399,7 +264,7 @@ static void region_free(struct region *r)
 static bool region_verify(struct region *r, const char *what)
 {
 	for (long i = 0; i < r->n; i++)
-		if (!check_page(r->a + i * page_size, r->id[i], what, i))
+		if (!ksm_check_page(r->a + i * page_size, r->id[i], what, i))
 			return false;
 	return true;
 }
@@ -407,14 +272,14 @@ static bool region_verify(struct region *r, const char *what)
 static bool region_merged(struct region *r, const char *what)
 {
 	long dups = r->n - r->uniq;
-	struct expect e = {
+	struct ksm_expect e = {
 		.shared = r->groups, .sharing = dups - r->groups,
 		.merging = dups,
 	};
 
-	if (ksm_wait_for(counts_reached, &e, WAIT_S))
+	if (ksm_wait_for(ksm_counts_reached, &e, WAIT_S))
 		return true;
-	print_counts(what, &e);
+	ksm_print_counts(what, &e);
 	return false;
 }
 
@@ -426,7 +291,7 @@ static void region_write_one_per_group(struct region *r, long first,
 		long i = first * r->groups + g;
 
 		r->id[i] = base + i;
-		fill_page(r->a + i * page_size, r->id[i]);
+		ksm_fill_page(r->a + i * page_size, r->id[i]);
 	}
 }
 
@@ -436,19 +301,11 @@ static bool swap_all(struct region *r, const char *what)
 
 	if (sw != r->n) {
 		ksft_print_msg("%s: %ld of %ld pages swapped out (Swap %ld kB, cgroup anon %ld)\n",
-			       what, sw, r->n, vma_smaps_kb(r->a, "Swap"),
+			       what, sw, r->n, ksm_vma_smaps_kb(r->a, "Swap"),
 			       cg_key("memory.stat", "anon"));
 		return false;
 	}
 	return true;
-}
-
-static void reset_ksm(int *ret, const char *name)
-{
-	if (!ksm_settle(WAIT_S) || ksm_fast()) {
-		ksft_print_msg("%s: could not reset KSM\n", name);
-		*ret = KSFT_FAIL;
-	}
 }
 
 static int test_swap_merged(void)
@@ -465,7 +322,7 @@ static int test_swap_merged(void)
 	if (!swap_all(&r, "swap out merged"))
 		goto out_free;
 	ksft_print_msg("%s: region swapped out, smaps Swap %ld kB\n", name,
-		       vma_smaps_kb(r.a, "Swap"));
+		       ksm_vma_smaps_kb(r.a, "Swap"));
 	if (!region_verify(&r, "after swap-in"))
 		goto out_free;
 	if (!region_merged(&r, "merged again after swap-in"))
@@ -483,9 +340,9 @@ static int test_swap_merged(void)
 	if (!region_verify(&r, "after write to swapped-out pages"))
 		goto out_free;
 
-	if (!ksm_settle(WAIT_S) || merging_pages() != 0) {
+	if (!ksm_settle(WAIT_S) || ksm_merging_pages() != 0) {
 		ksft_print_msg("%s: run=2 left pages_shared %ld ksm_merging_pages %ld\n",
-			       name, ksm_read("pages_shared"), merging_pages());
+			       name, ksm_read("pages_shared"), ksm_merging_pages());
 		goto out_free;
 	}
 	if (!region_verify(&r, "after run=2"))
@@ -494,7 +351,7 @@ static int test_swap_merged(void)
 out_free:
 	region_free(&r);
 out:
-	reset_ksm(&ret, name);
+	ksm_reset(&ret, name, WAIT_S);
 	return ret;
 }
 
@@ -544,18 +401,8 @@ out_restore:
 out_free:
 	region_free(&r);
 out:
-	reset_ksm(&ret, name);
+	ksm_reset(&ret, name, WAIT_S);
 	return ret;
-}
-
-static void report(int r, const char *name)
-{
-	if (r == KSFT_PASS)
-		ksft_test_result_pass("%s\n", name);
-	else if (r == KSFT_SKIP)
-		ksft_test_result_skip("%s\n", name);
-	else
-		ksft_test_result_fail("%s\n", name);
 }
 
 int main(void)
@@ -577,23 +424,21 @@ int main(void)
 		ksft_exit_skip("%s\n", why);
 
 	ksft_set_plan(3);
-	kmsg_start();
-	ksm_save(&saved);
-	if (!ksm_settle(WAIT_S) || ksm_fast()) {
-		ksm_restore(&saved);
+	kmsg_fd = ksm_kmsg_open();
+	if (!ksm_begin(&saved, WAIT_S)) {
 		cg_cleanup();
 		ksft_exit_fail_msg("cannot set up KSM\n");
 	}
 
-	report(test_swap_merged(),
-	       "merged pages swap out and back intact, merge again, stay private");
-	report(test_memory_max(),
-	       "merged pages swapped under a small memory.max stay intact");
+	ksm_report(test_swap_merged(),
+		   "merged pages swap out and back intact, merge again, stay private");
+	ksm_report(test_memory_max(),
+		   "merged pages swapped under a small memory.max stay intact");
 
 	ksm_restore(&saved);
 	cg_cleanup();
-	splats = kmsg_splats();
-	ksft_test_result(splats == 0 && ksm_nothing_shared(NULL),
+	splats = ksm_kmsg_splats(kmsg_fd);
+	ksft_test_result(splats <= 0 && ksm_nothing_shared(NULL),
 			 "no kernel splat, no KSM page left\n");
 	ksft_finished();
 }

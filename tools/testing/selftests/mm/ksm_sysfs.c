@@ -32,55 +32,9 @@
 #define CTRL_PAGES	16
 
 static long page_size;
-static struct ksm_knobs saved;
-
-static const char * const adv_knobs[] = {
-	"advisor_max_cpu", "advisor_min_pages_to_scan",
-	"advisor_max_pages_to_scan", "advisor_target_scan_time",
-};
-
-#define NR_ADV ARRAY_SIZE(adv_knobs)
-static char saved_adv[NR_ADV][32];
-
-static void save_all(void)
-{
-	ksm_save(&saved);
-	for (size_t i = 0; i < NR_ADV; i++)
-		if (ksm_read_str(adv_knobs[i], saved_adv[i],
-				 sizeof(saved_adv[i])))
-			saved_adv[i][0] = '\0';
-}
-
-static void restore_all(void)
-{
-	ksm_restore(&saved);
-	for (size_t i = 0; i < NR_ADV; i++)
-		if (saved_adv[i][0])
-			ksm_write_str(adv_knobs[i], saved_adv[i]);
-}
+static struct ksm_all_knobs saved;
 
 /* ---- raw sysfs access ---- */
-
-/*
- * One write() of @len bytes to KSM_SYSFS/@name.  Returns the write() result
- * (bytes written, possibly 0) or -errno (also when open fails).
- */
-static long raw_write(const char *name, const char *val, size_t len)
-{
-	char path[256];
-	ssize_t n;
-	long ret;
-	int fd;
-
-	snprintf(path, sizeof(path), KSM_SYSFS "%s", name);
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, val, len);
-	ret = n < 0 ? -errno : n;
-	close(fd);
-	return ret;
-}
 
 static const char *ret_str(long ret)
 {
@@ -190,7 +144,7 @@ static void test_ro_refuse(void)
 	int bad = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(ro_files); i++) {
-		long ret = raw_write(ro_files[i], "0", 1);
+		long ret = ksm_raw_write(ro_files[i], "0", 1);
 
 		if (ret >= 0) {
 			ksft_print_msg("%s: write accepted\n", ro_files[i]);
@@ -250,7 +204,7 @@ static void test_valid(const struct valid *v)
 	}
 	current_value(v->name, orig, sizeof(orig));
 	for (int i = 0; v->vals[i]; i++) {
-		long ret = raw_write(v->name, v->vals[i], strlen(v->vals[i]));
+		long ret = ksm_raw_write(v->name, v->vals[i], strlen(v->vals[i]));
 
 		current_value(v->name, now, sizeof(now));
 		if (ret != (long)strlen(v->vals[i]) ||
@@ -311,7 +265,7 @@ static int bad_write(const char *name, const char *val, size_t len,
 	long ret;
 
 	current_value(name, before, sizeof(before));
-	ret = raw_write(name, val, len);
+	ret = ksm_raw_write(name, val, len);
 	current_value(name, after, sizeof(after));
 	if (strcmp(before, after)) {
 		ksft_print_msg("%s: %s write changed the value '%s' -> '%s'\n",
@@ -406,28 +360,7 @@ static void test_invalid(const struct invalid *k)
 
 static bool self_merging_at_least(void *arg)
 {
-	FILE *f = fopen("/proc/self/ksm_merging_pages", "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v >= *(long *)arg;
-}
-
-static long self_merging(void)
-{
-	FILE *f = fopen("/proc/self/ksm_merging_pages", "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
+	return ksm_self_merging() >= *(long *)arg;
 }
 
 static void fill(char *p, size_t pages, unsigned char seed)
@@ -484,7 +417,7 @@ static void test_ebusy(void)
 	}
 	if (!ksm_wait_for(self_merging_at_least, &want, WAIT_S)) {
 		ksft_print_msg("not merged in %d s: ksm_merging_pages %ld, expected %d\n",
-			       WAIT_S, self_merging(), BUSY_PAGES);
+			       WAIT_S, ksm_self_merging(), BUSY_PAGES);
 		ksft_test_result_fail("EBUSY while KSM pages exist (no merge)\n");
 		ksft_test_result_skip("knobs writable after run=2\n");
 		munmap(p, BUSY_PAGES * page_size);
@@ -495,14 +428,14 @@ static void test_ebusy(void)
 
 	man = ksm_read("merge_across_nodes");
 	mps = ksm_read("max_page_sharing");
-	ret = raw_write("merge_across_nodes", man ? "0" : "1", 1);
+	ret = ksm_raw_write("merge_across_nodes", man ? "0" : "1", 1);
 	if (ret != -EBUSY || ksm_read("merge_across_nodes") != man) {
 		ksft_print_msg("merge_across_nodes=%d while shared: %s, now %ld (want EBUSY,%ld)\n",
 			       !man, ret_str(ret), ksm_read("merge_across_nodes"),
 			       man);
 		bad++;
 	}
-	ret = raw_write("max_page_sharing", mps == 300 ? "301" : "300", 3);
+	ret = ksm_raw_write("max_page_sharing", mps == 300 ? "301" : "300", 3);
 	if (ret != -EBUSY || ksm_read("max_page_sharing") != mps) {
 		ksft_print_msg("max_page_sharing while shared: %s, now %ld (want EBUSY, %ld)\n",
 			       ret_str(ret), ksm_read("max_page_sharing"), mps);
@@ -525,18 +458,18 @@ static void test_ebusy(void)
 			       ksm_read("pages_shared"), ksm_read("pages_sharing"));
 		bad++;
 	}
-	if (self_merging() != 0) {
+	if (ksm_self_merging() != 0) {
 		ksft_print_msg("ksm_merging_pages %ld after run=2\n",
-			       self_merging());
+			       ksm_self_merging());
 		bad++;
 	}
-	ret = raw_write("merge_across_nodes", man ? "0" : "1", 1);
+	ret = ksm_raw_write("merge_across_nodes", man ? "0" : "1", 1);
 	if (ret != 1 || ksm_read("merge_across_nodes") != !man) {
 		ksft_print_msg("merge_across_nodes after run=2: %s, now %ld\n",
 			       ret_str(ret), ksm_read("merge_across_nodes"));
 		bad++;
 	}
-	ret = raw_write("max_page_sharing", mps == 300 ? "301" : "300", 3);
+	ret = ksm_raw_write("max_page_sharing", mps == 300 ? "301" : "300", 3);
 	if (ret != 3 || ksm_read("max_page_sharing") != (mps == 300 ? 301 : 300)) {
 		ksft_print_msg("max_page_sharing after run=2: %s, now %ld\n",
 			       ret_str(ret), ksm_read("max_page_sharing"));
@@ -571,7 +504,7 @@ static void test_advisor(void)
 		bad++;
 	}
 	pts = ksm_read("pages_to_scan");
-	ret = raw_write("pages_to_scan", pts == 1234 ? "1235" : "1234", 4);
+	ret = ksm_raw_write("pages_to_scan", pts == 1234 ? "1235" : "1234", 4);
 	if (ret != -EINVAL || ksm_read("pages_to_scan") != pts) {
 		ksft_print_msg("pages_to_scan under scan-time: %s, now %ld (want EINVAL, %ld)\n",
 			       ret_str(ret), ksm_read("pages_to_scan"), pts);
@@ -581,7 +514,7 @@ static void test_advisor(void)
 		ksft_print_msg("advisor_mode=none refused\n");
 		bad++;
 	}
-	ret = raw_write("pages_to_scan", "1234", 4);
+	ret = ksm_raw_write("pages_to_scan", "1234", 4);
 	if (ret != 4 || ksm_read("pages_to_scan") != 1234) {
 		ksft_print_msg("pages_to_scan after advisor none: %s, now %ld (expected 1234)\n",
 			       ret_str(ret), ksm_read("pages_to_scan"));
@@ -807,14 +740,14 @@ static void test_madvise_shared(void)
 	}
 	if (!ksm_wait_for(self_merging_at_least, &want, WAIT_S)) {
 		ksft_print_msg("control region not merged in %d s: ksm_merging_pages %ld\n",
-			       WAIT_S, self_merging());
+			       WAIT_S, ksm_self_merging());
 		bad++;
 	} else if (!ksm_wait_scans(2, WAIT_S)) {
 		ksft_print_msg("ksmd did not complete 2 more full scans in %d s\n",
 			       WAIT_S);
 		bad++;
 	}
-	got = self_merging();
+	got = ksm_self_merging();
 	if (got != CTRL_PAGES) {
 		ksft_print_msg("ksm_merging_pages %ld, expected %d (private only)\n",
 			       got, CTRL_PAGES);
@@ -846,7 +779,7 @@ int main(void)
 
 	ksft_set_plan(2 + 2 * ARRAY_SIZE(valid_tab) + 2 + 1 + 2 + 3);
 	memset(garbage, 'z', sizeof(garbage));
-	save_all();
+	ksm_save_all(&saved);
 
 	test_files_present();
 	test_ro_refuse();
@@ -867,6 +800,6 @@ int main(void)
 	test_madvise_unmapped();
 	test_madvise_shared();
 
-	restore_all();
+	ksm_restore_all(&saved);
 	ksft_finished();
 }

@@ -35,140 +35,6 @@ static int kmsg_fd = -1;
 static struct ksm_knobs saved;
 static char thp_enabled_saved[32];
 
-/* ---- patterns: every 8-byte word of a page depends on (id, word) ---- */
-
-static uint64_t pat_word(uint64_t id, size_t i)
-{
-	uint64_t x = (id + 1) * 0x9E3779B97F4A7C15ULL ^ (i * 0xBF58476D1CE4E5B9ULL);
-
-	return x ^ (x >> 29);
-}
-
-static void fill_page(char *p, uint64_t id)
-{
-	uint64_t *w = (uint64_t *)p;
-
-	for (size_t i = 0; i < page_size / 8; i++)
-		w[i] = pat_word(id, i);
-}
-
-/* True when the page holds pattern @id; reports the first bad word. */
-static bool check_page(const char *p, uint64_t id, const char *what, size_t idx)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (size_t i = 0; i < page_size / 8; i++) {
-		if (w[i] != pat_word(id, i)) {
-			ksft_print_msg("%s: page %zu word %zu: expected %#llx found %#llx\n",
-				       what, idx, i,
-				       (unsigned long long)pat_word(id, i),
-				       (unsigned long long)w[i]);
-			return false;
-		}
-	}
-	return true;
-}
-
-/* ---- kernel log watch ---- */
-
-static void kmsg_start(void)
-{
-	kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
-	if (kmsg_fd >= 0)
-		lseek(kmsg_fd, 0, SEEK_END);
-}
-
-static int kmsg_splats(void)
-{
-	static const char * const bad[] = {
-		"WARNING:", "BUG:", "Oops", "KASAN", "UBSAN", "kernel BUG",
-		"possible circular locking", "possible recursive locking",
-		"general protection fault", "list_add corruption",
-		"list_del corruption", "page dumped because", "Bad page",
-	};
-	char rec[8192];
-	int found = 0;
-
-	if (kmsg_fd < 0)
-		return 0;
-	for (;;) {
-		ssize_t n = read(kmsg_fd, rec, sizeof(rec) - 1);
-
-		if (n < 0) {
-			if (errno == EPIPE)
-				continue;
-			break;
-		}
-		rec[n] = '\0';
-		for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-			if (strstr(rec, bad[i])) {
-				ksft_print_msg("kernel log: %s", rec);
-				found++;
-				break;
-			}
-		}
-	}
-	return found;
-}
-
-/* ---- /proc helpers ---- */
-
-/* "Key: N kB" of the /proc/self/smaps entry of the VMA containing @addr. */
-static long vma_smaps_kb(const void *addr, const char *key)
-{
-	unsigned long a = (unsigned long)addr, start, end;
-	size_t klen = strlen(key);
-	bool in = false;
-	char line[512];
-	long val = -1;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			if (in)
-				break;
-			in = a >= start && a < end;
-			continue;
-		}
-		if (in && !strncmp(line, key, klen) && line[klen] == ':') {
-			val = strtol(line + klen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
-}
-
-static long merging_pages(void)
-{
-	return ksm_stat_field("ksm_merging_pages");
-}
-
-struct expect {
-	long shared, sharing, merging;
-};
-
-static bool counts_reached(void *arg)
-{
-	const struct expect *e = arg;
-
-	return ksm_read("pages_shared") == e->shared &&
-	       ksm_read("pages_sharing") == e->sharing &&
-	       merging_pages() == e->merging;
-}
-
-static void print_counts(const char *what, const struct expect *e)
-{
-	ksft_print_msg("%s: pages_shared %ld (want %ld) pages_sharing %ld (want %ld)\n",
-		       what, ksm_read("pages_shared"), e->shared,
-		       ksm_read("pages_sharing"), e->sharing);
-	ksft_print_msg("%s: ksm_merging_pages %ld (want %ld) full_scans %ld\n",
-		       what, merging_pages(), e->merging, ksm_read("full_scans"));
-}
-
 /* ---- THP set-up ---- */
 
 /* Returns the bracketed word of THP "enabled", or "" if THP is absent. */
@@ -246,7 +112,7 @@ static bool verify_all(char *a, size_t npages, int groups, bool unique,
 		uint64_t id = override && override[i] ? override[i] :
 			      page_id(i, groups, unique);
 
-		if (!check_page(a + i * page_size, id, what, i))
+		if (!ksm_check_page(a + i * page_size, id, what, i))
 			return false;
 	}
 	return true;
@@ -260,7 +126,7 @@ static int test_thp(const char *name, int groups, bool unique)
 {
 	size_t npages = pmd_size / page_size;
 	uint64_t *override = calloc(npages, sizeof(*override));
-	struct expect e = { 0 };
+	struct ksm_expect e = { 0 };
 	long n_unique = 0, ahp;
 	int ret = KSFT_FAIL;
 	void *raw = NULL;
@@ -274,11 +140,11 @@ static int test_thp(const char *name, int groups, bool unique)
 		return KSFT_FAIL;
 	}
 	for (size_t i = 0; i < npages; i++)
-		fill_page(a + i * page_size, page_id(i, groups, unique));
+		ksm_fill_page(a + i * page_size, page_id(i, groups, unique));
 	for (size_t i = 0; i < npages; i++)
 		n_unique += unique && i % 16 == 5;
 
-	ahp = vma_smaps_kb(a, "AnonHugePages");
+	ahp = ksm_vma_smaps_kb(a, "AnonHugePages");
 	if (ahp < (long)(pmd_size >> 10)) {
 		ksft_print_msg("%s: no THP backs the region (AnonHugePages %ld kB)\n",
 			       name, ahp);
@@ -295,20 +161,20 @@ static int test_thp(const char *name, int groups, bool unique)
 		ksft_print_msg("%s: MADV_MERGEABLE: %s\n", name, strerror(errno));
 		goto out;
 	}
-	if (!ksm_wait_for(counts_reached, &e, WAIT_S)) {
-		print_counts(name, &e);
+	if (!ksm_wait_for(ksm_counts_reached, &e, WAIT_S)) {
+		ksm_print_counts(name, &e);
 		goto out;
 	}
-	ahp = vma_smaps_kb(a, "AnonHugePages");
+	ahp = ksm_vma_smaps_kb(a, "AnonHugePages");
 	if (ahp != 0) {
 		ksft_print_msg("%s: merged region still PMD-mapped: AnonHugePages %ld kB\n",
 			       name, ahp);
 		goto out;
 	}
-	if (vma_smaps_kb(a, "KSM") >= 0 &&
-	    vma_smaps_kb(a, "KSM") != e.merging * (page_size >> 10)) {
+	if (ksm_vma_smaps_kb(a, "KSM") >= 0 &&
+	    ksm_vma_smaps_kb(a, "KSM") != e.merging * (page_size >> 10)) {
 		ksft_print_msg("%s: smaps KSM %ld kB, want %ld kB\n", name,
-			       vma_smaps_kb(a, "KSM"),
+			       ksm_vma_smaps_kb(a, "KSM"),
 			       e.merging * (page_size >> 10));
 		goto out;
 	}
@@ -320,24 +186,24 @@ static int test_thp(const char *name, int groups, bool unique)
 		size_t i = g + 16 * (g + 1);	/* page_id(i) == i % groups == g */
 
 		override[i] = 5000 + i;
-		fill_page(a + i * page_size, override[i]);
+		ksm_fill_page(a + i * page_size, override[i]);
 	}
 	if (unique) {
 		override[5] = 6000;
-		fill_page(a + 5 * page_size, override[5]);
+		ksm_fill_page(a + 5 * page_size, override[5]);
 	}
 	if (!verify_all(a, npages, groups, unique, override, "after write"))
 		goto out;
 
 	/* run=2 unmerges everything and the data survives. */
 	if (!ksm_settle(WAIT_S)) {
-		e = (struct expect){ 0 };
-		print_counts("run=2", &e);
+		e = (struct ksm_expect){ 0 };
+		ksm_print_counts("run=2", &e);
 		goto out;
 	}
-	if (merging_pages() != 0) {
+	if (ksm_merging_pages() != 0) {
 		ksft_print_msg("%s: ksm_merging_pages %ld after run=2\n", name,
-			       merging_pages());
+			       ksm_merging_pages());
 		goto out;
 	}
 	if (!verify_all(a, npages, groups, unique, override, "after run=2"))
@@ -352,16 +218,6 @@ out:
 		ret = KSFT_FAIL;
 	}
 	return ret;
-}
-
-static void report(int r, const char *name)
-{
-	if (r == KSFT_PASS)
-		ksft_test_result_pass("%s\n", name);
-	else if (r == KSFT_SKIP)
-		ksft_test_result_skip("%s\n", name);
-	else
-		ksft_test_result_fail("%s\n", name);
 }
 
 int main(void)
@@ -389,25 +245,23 @@ int main(void)
 	}
 
 	ksft_set_plan(3);
-	kmsg_start();
-	ksm_save(&saved);
-	if (!ksm_settle(WAIT_S) || ksm_fast()) {
-		ksm_restore(&saved);
+	kmsg_fd = ksm_kmsg_open();
+	if (!ksm_begin(&saved, WAIT_S)) {
 		if (thp_changed)
 			thp_enabled_write(thp_enabled_saved);
 		ksft_exit_fail_msg("cannot set up KSM\n");
 	}
 
-	report(test_thp("thp_all_duplicates", 8, false),
-	       "THP of 8 duplicated contents is split and merged");
-	report(test_thp("thp_mostly_duplicates", 4, true),
-	       "THP of 4 duplicated contents plus unique pages is split and merged");
+	ksm_report(test_thp("thp_all_duplicates", 8, false),
+		   "THP of 8 duplicated contents is split and merged");
+	ksm_report(test_thp("thp_mostly_duplicates", 4, true),
+		   "THP of 4 duplicated contents plus unique pages is split and merged");
 
 	ksm_restore(&saved);
 	if (thp_changed)
 		thp_enabled_write(thp_enabled_saved);
-	splats = kmsg_splats();
-	ksft_test_result(splats == 0 && ksm_nothing_shared(NULL),
+	splats = ksm_kmsg_splats(kmsg_fd);
+	ksft_test_result(splats <= 0 && ksm_nothing_shared(NULL),
 			 "no kernel splat, no KSM page left\n");
 	ksft_finished();
 }

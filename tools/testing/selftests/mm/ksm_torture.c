@@ -1117,30 +1117,6 @@ static void exec_child_main(void)
 	_exit(4);
 }
 
-/* VmFlags of the VMA holding @addr carry @flag? -1 if not found. */
-static int vma_flag(void *addr, const char *flag)
-{
-	unsigned long a = (unsigned long)addr, s, e;
-	char line[512];
-	bool in = false;
-	int ret = -1;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 &&
-		    line[strspn(line, "0123456789abcdef")] == '-') {
-			in = a >= s && a < e;
-		} else if (in && !strncmp(line, "VmFlags:", 8)) {
-			ret = strstr(line, flag) ? 1 : 0;
-			break;
-		}
-	}
-	fclose(f);
-	return ret;
-}
-
 /* The re-executed image: check the handoff and the inherited prctl state. */
 static int exec_verify_main(int fd, int merge_any)
 {
@@ -1192,7 +1168,7 @@ static int exec_verify_main(int fd, int merge_any)
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (r->addr == MAP_FAILED)
 			return 2;
-		if (merge_any && vma_flag(r->addr, " mg") != 1) {
+		if (merge_any && ksm_vma_has_flag(r->addr, "mg") != 1) {
 			ksft_print_msg("exec: merge-any kept but new VMA %p not mergeable\n",
 				       r->addr);
 			return 3;
