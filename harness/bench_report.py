@@ -174,6 +174,7 @@ def main():
     boots = {"ours": 0, "upstream": 0}
     notes = []
     boot_secs = {"ours": [], "upstream": []}
+    details = {}
     loads = []
     for spec in a.runs:
         side, boot, rd = spec.split(":", 2)
@@ -191,6 +192,17 @@ def main():
         if con["note"] and con["note"] not in notes:
             notes.append(con["note"])
         got = {}
+        if side not in details:
+            # What the workloads saw, from the first complete boot of a side.
+            info = []
+            for name in con["order"]:
+                for ln in con["tests"][name]["lines"]:
+                    if ln.startswith("BENCHINFO ") and re.search(
+                            r"^BENCHINFO (slab |metadata:|advisor:|mixed |"
+                            r"largetree: \d+ distinct|largetree: steady)", ln):
+                        info.append("%s: %s" % (name, ln[len("BENCHINFO "):]))
+            if info and con["done"]:
+                details[side] = (boot, info)
         for name in con["order"]:
             t = con["tests"][name]
             if t["status"] is None:
@@ -297,6 +309,7 @@ def main():
                       "median": statistics.median(loads) if loads else None,
                       "max": max(loads) if loads else None},
         "metrics": table,
+        "details": {k: v[1] for k, v in details.items()},
         "failures": failures,
         "ok": not failures,
     }
@@ -373,6 +386,17 @@ def main():
         for f_ in failures:
             md.append("- " + f_)
         md.append("")
+    if details:
+        md.append("## What the workloads saw (first complete boot of each kernel)")
+        md.append("")
+        for side in ("ours", "upstream"):
+            if side in details:
+                md.append("%s, boot %s:" % (side, details[side][0]))
+                md.append("")
+                md.append("```")
+                md.extend(details[side][1])
+                md.append("```")
+                md.append("")
     md.append("## What is measured")
     md.append("")
     for m in table:
