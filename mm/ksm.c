@@ -842,6 +842,12 @@ static int unmerge_ksm_pages(struct vm_area_struct *vma, unsigned long start,
 
 /* ---- trees ------------------------------------------------------------ */
 
+/* The hash stored @offset bytes after tree node @n. */
+static inline u64 rb_hash(const struct rb_node *n, size_t offset)
+{
+	return *(const u64 *)((const char *)n + offset);
+}
+
 /* First node in @root whose hash equals @hash, in tree order. */
 static struct rb_node *first_with_hash(struct rb_root *root, u64 hash,
 				       size_t offset)
@@ -849,7 +855,7 @@ static struct rb_node *first_with_hash(struct rb_root *root, u64 hash,
 	struct rb_node *n = root->rb_node, *found = NULL;
 
 	while (n) {
-		u64 h = *(u64 *)((char *)n + offset);
+		u64 h = rb_hash(n, offset);
 
 		if (hash < h) {
 			n = n->rb_left;
@@ -870,6 +876,14 @@ static struct rb_node *first_with_hash(struct rb_root *root, u64 hash,
 
 /* At most this many equal-hash entries are byte-compared per lookup. */
 #define KSM_MAX_COLLISIONS	8
+
+/* The node after @rb in tree order if its hash is @hash too, else NULL. */
+static struct rb_node *next_with_hash(struct rb_node *rb, u64 hash,
+				      size_t offset)
+{
+	rb = rb_next(rb);
+	return rb && rb_hash(rb, offset) == hash ? rb : NULL;
+}
 
 static void rb_insert_by_hash(struct rb_root *root, struct rb_node *new,
 			      u64 hash, size_t offset)
@@ -973,14 +987,13 @@ static struct folio *stable_tree_search(struct page *page, u64 hash, int nid,
 again:
 	tries = 0;
 	for (rb = first_with_hash(root, hash, STABLE_HASH_OFF);
-	     rb && tries < KSM_MAX_COLLISIONS; rb = rb_next(rb)) {
+	     rb && tries < KSM_MAX_COLLISIONS;
+	     rb = next_with_hash(rb, hash, STABLE_HASH_OFF)) {
 		struct ksm_stable_node *s = rb_entry(rb, struct ksm_stable_node,
 						     node);
 		struct ksm_stable_node *cand = NULL, *dup;
 		struct folio *folio;
 
-		if (s->hash != hash)
-			break;
 		if (s->kind == NODE_CHAIN) {
 			if (chain_prune(s, false))
 				goto again;
@@ -1028,14 +1041,13 @@ static void stable_tree_insert(struct ksm_stable_node *node,
 
 again:
 	for (rb = first_with_hash(root, node->hash, STABLE_HASH_OFF);
-	     rb && tries < KSM_MAX_COLLISIONS; rb = rb_next(rb)) {
+	     rb && tries < KSM_MAX_COLLISIONS;
+	     rb = next_with_hash(rb, node->hash, STABLE_HASH_OFF)) {
 		struct ksm_stable_node *s = rb_entry(rb, struct ksm_stable_node,
 						     node);
 		struct ksm_stable_node *any;
 		struct folio *folio;
 
-		if (s->hash != node->hash)
-			break;
 		tries++;
 		any = s;
 		if (s->kind == NODE_CHAIN)
@@ -1212,73 +1224,53 @@ static void sweep_stable_nodes(unsigned long start, unsigned long end,
 
 /* ---- merging ------------------------------------------------------------ */
 
-/* Map zero page in place of @page if it is (still) all zeroes. */
-static int try_to_merge_zero(struct ksm_rmap_item *item, struct page *page)
-{
-	struct mm_struct *mm = item->mm;
-	unsigned long addr = item_addr(item);
-	struct vm_area_struct *vma;
-	struct folio *folio;
-	pte_t orig;
-	int err = -EFAULT;
-
-	mmap_read_lock(mm);
-	vma = find_mergeable_vma(mm, addr);
-	if (!vma)
-		goto out;
-	folio = lock_small_folio(page, false);
-	if (!folio)
-		goto out;
-	if (folio_test_anon(folio) && !folio_test_ksm(folio)) {
-		err = write_protect_page(vma, folio, page, addr, &orig);
-		if (!err && !page_is_zero(page))
-			err = -EBUSY;
-		if (!err)
-			err = replace_page(vma, page, ZERO_PAGE(addr), addr,
-					   orig);
-	}
-	folio_unlock(folio);
-out:
-	mmap_read_unlock(mm);
-	return err;
-}
-
-/* Map KSM page @kfolio (of @node) in place of @page. */
+/*
+ * Map @kfolio, the KSM page of @node, in place of @page.  Without @kfolio,
+ * map the zero page instead, if @page is (still) all zeroes.
+ */
 static int try_to_merge_with_kpage(struct ksm_rmap_item *item,
 				   struct page *page, struct folio *kfolio,
 				   struct ksm_stable_node *node)
 {
 	struct mm_struct *mm = item->mm;
 	unsigned long addr = item_addr(item);
-	struct page *kpage = folio_page(kfolio, 0);
 	struct vm_area_struct *vma;
-	struct folio *folio;
+	struct folio *folio = NULL;
+	struct page *kpage;
+	bool same;
 	pte_t orig;
 	int err = -EFAULT;
 
 	mmap_read_lock(mm);
 	vma = find_mergeable_vma(mm, addr);
-	if (!vma)
-		goto out;
-	folio = lock_small_folio(page, false);
+	if (vma)
+		folio = lock_small_folio(page, false);
 	if (!folio)
 		goto out;
 	if (folio == kfolio || !folio_test_anon(folio) ||
 	    folio_test_ksm(folio))
 		goto out_unlock;
-	err = -EBUSY;
-	if (!folio_trylock(kfolio))
-		goto out_unlock;
-	if (folio_stable_node(kfolio) != node ||
-	    node->rmap_hlist_len >= ksm_max_page_sharing)
-		goto out_unlock_both;
+	if (kfolio) {
+		err = -EBUSY;
+		if (!folio_trylock(kfolio))
+			goto out_unlock;
+		if (folio_stable_node(kfolio) != node ||
+		    node->rmap_hlist_len >= ksm_max_page_sharing)
+			goto out_unlock_both;
+		kpage = folio_page(kfolio, 0);
+	} else {
+		kpage = ZERO_PAGE(addr);
+	}
 
 	err = write_protect_page(vma, folio, page, addr, &orig);
-	if (!err && !pages_identical(page, kpage))
-		err = -EBUSY;
-	if (!err)
-		err = replace_page(vma, page, kpage, addr, orig);
 	if (!err) {
+		/* Read-only now: this compare is final. */
+		same = kfolio ? pages_identical(page, kpage) :
+				page_is_zero(page);
+		err = same ? replace_page(vma, page, kpage, addr, orig) :
+			     -EBUSY;
+	}
+	if (!err && kfolio) {
 		/*
 		 * A KSM page mapped once may have been MADV_FREEd since it
 		 * was made: keep reclaim from discarding data we now share.
@@ -1287,12 +1279,15 @@ static int try_to_merge_with_kpage(struct ksm_rmap_item *item,
 		stable_item_attach(node, item, vma->anon_vma);
 	}
 out_unlock_both:
-	folio_unlock(kfolio);
+	if (kfolio)
+		folio_unlock(kfolio);
 out_unlock:
 	folio_unlock(folio);
 out:
 	mmap_read_unlock(mm);
-	trace_ksm_merge_with_ksm_page(kfolio, page_to_pfn(page), item, mm, err);
+	if (kfolio)
+		trace_ksm_merge_with_ksm_page(kfolio, page_to_pfn(page), item,
+					      mm, err);
 	return err;
 }
 
@@ -1434,13 +1429,12 @@ unstable_tree_search_insert(struct ksm_rmap_item *item, struct page *page,
 again:
 	tries = 0;
 	for (rb = first_with_hash(root, hash, UNSTABLE_HASH_OFF);
-	     rb && tries < KSM_MAX_COLLISIONS; rb = rb_next(rb)) {
+	     rb && tries < KSM_MAX_COLLISIONS;
+	     rb = next_with_hash(rb, hash, UNSTABLE_HASH_OFF)) {
 		struct ksm_rmap_item *t = rb_entry(rb, struct ksm_rmap_item,
 						   node);
 		struct page *tpage;
 
-		if (t->hash != hash)
-			break;
 		tries++;
 		tpage = get_mergeable_page(t);
 		if (!tpage) {
@@ -1568,7 +1562,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	hash = page_hash(page);
 
 	if (ksm_use_zero_pages && hash == zero_hash && page_is_zero(page)) {
-		if (!try_to_merge_zero(item, page)) {
+		if (!try_to_merge_with_kpage(item, page, NULL, NULL)) {
 			item->hash = 0;
 			return;
 		}
