@@ -31,7 +31,7 @@
 #include "vm_util.h"
 #include "ksm_common.h"
 
-#define WAIT_S 60
+#define WAIT_S 180	/* bound only: TCG under load is slow */
 #define CG_ROOT "/sys/fs/cgroup"
 
 static long page_size;

@@ -27,7 +27,7 @@
 #endif
 
 #define THP_SYSFS "/sys/kernel/mm/transparent_hugepage/"
-#define WAIT_S 60
+#define WAIT_S 180	/* bound only: TCG under load is slow */
 
 static long page_size;
 static size_t pmd_size;
