@@ -36,7 +36,7 @@ note "booting $kernel-$flavor (base $(base_version)), plan $plan${seed:+, seed $
 start=$(date +%s)
 set +e
 TIMEOUT=${TIMEOUT:-2400} "$TOP/harness/qemu.sh" "$kimg" "$initrd" "$rundir" "$plan" \
-	"only=$only" "duration=${DURATION:-}" "seed=$seed" "retry=${RETRY:-1}" "scen=${SCENARIOS:-}"
+	"only=$only" "duration=${DURATION:-}" "seed=$seed" "retry=${RETRY:-1}" "scen=${SCENARIOS:-}" "kernel=$kernel"
 qrc=$?
 set -e
 note "guest ran $(( $(date +%s) - start ))s; console log: $rundir/console.log"
