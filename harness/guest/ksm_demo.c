@@ -45,6 +45,12 @@ static void worker(int proc, int ready_fd)
 		_exit(1);
 	if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0))
 		_exit(2);
+	/*
+	 * Small pages for the zero part: a zero-filled THP that KSM splits
+	 * has its zero subpages remapped to the shared zero page by the THP
+	 * code itself, which ksm_zero_pages does not count.
+	 */
+	madvise(p + dup + uniq, zero, MADV_NOHUGEPAGE);
 	fill(p, dup, proc, 0);
 	fill(p + dup, uniq, proc, 1);
 	memset(p + dup + uniq, 0, zero);
