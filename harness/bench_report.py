@@ -40,7 +40,7 @@ METRICS = [
      "`ksm_tests -D -s S`: MADV_UNMERGEABLE of S MiB of merged pages"),
     ("metadata_bytes_per_page", "B/page", "lower", "large_tree", 0.75,
      "ksm_* slab bytes (active_objs x objsize) per mergeable page of the "
-     "large-tree workload (2 P + D pages, the same denominator for both "
+     "large-tree workload (2 P + R x D pages, the same denominator for both "
      "kernels) at its steady state"),
     ("dedup_outcome", "pages", "higher", "dedup_outcome", 1.0,
      "pages saved on a mixed workload after 2 full scans"),
@@ -406,9 +406,10 @@ def main():
               "ticks of 10 ms, scaled by the kernel to the precise runtime); wall times "
               "are CLOCK_MONOTONIC in the workload; slab sizes are active_objs x objsize "
               "of the /proc/slabinfo caches named ksm_* (slab merging is off in both "
-              "configs). The large stable tree is sized to fit the 2 GiB guest (two "
-              "copies of every distinct page must be resident before they merge), not "
-              "the ~200k pages of the issue: see Sizes.")
+              "configs). The large stable tree (largetree=[P D] in Sizes) holds P "
+              "distinct pages: 120k in the full run (40k with QUICK), not the ~200k of "
+              "the issue, because both copies of every distinct page are resident "
+              "before they merge (2 P pages) in the 2 GiB guest.")
     md.append("")
     text = "\n".join(md)
     with open(os.path.join(a.out, "report.md"), "w") as f:
