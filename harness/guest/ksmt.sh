@@ -127,6 +127,8 @@ ksmt_run() {
 		[ $rc2 = 0 ] && st=flaky
 	fi
 	echo "@@KSMT end $name $st rc=$rc secs=$(( $(date +%s) - s0 ))"
+	# Memory left after each test: a leak or a thrashing guest shows here.
+	echo "@@KSMT mem $(awk '/^(MemFree|MemAvailable|SwapFree|Shmem|Unevictable|HugePages_Total):/ { printf "%s%s ", $1, $2 }' /proc/meminfo)"
 }
 
 ONLY=$(arg only)
