@@ -36,12 +36,20 @@ if [ "${INTERACTIVE:-0}" = 1 ]; then
 	exec "${qemu[@]}" -serial mon:stdio
 fi
 to=${TIMEOUT:-1800}
+# The serial console goes straight to a file: a pipe that fills up while the
+# host is busy made QEMU stall the guest's UART for good (the guest then
+# blocks in a tty write, silently).  Progress is followed from the file.
+: >"$log"
+tail -n +1 -F "$log" 2>/dev/null |
+	grep --line-buffered -E '^@@KSMT (begin|end|boot|note|retry)|\] (BUG|WARNING|Oops|Kernel panic|KASAN|.*lockdep|.*circular locking)' |
+	sed -u 's/^@@KSMT /  guest: /' >&2 &
 set +e
-timeout -k 15 "$to" "${qemu[@]}" -serial stdio -monitor none </dev/null 2>"$rundir/qemu.err" |
-	tee "$log" | grep --line-buffered -E '^@@KSMT (begin|end|boot|note|retry)|\] (BUG|WARNING|Oops|Kernel panic|KASAN|.*lockdep|.*circular locking)' |
-	sed -u 's/^@@KSMT /  guest: /' >&2
-rc=${PIPESTATUS[0]}
+timeout -k 15 "$to" "${qemu[@]}" -serial "file:$log" -monitor none </dev/null 2>"$rundir/qemu.err"
+rc=$?
 set -e
+sleep 1
+pkill -f -x "tail -n \+1 -F $log" 2>/dev/null || true
+wait 2>/dev/null || true
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 	echo "error: guest did not power off within ${to}s (hung); console tail:" >&2
 	tail -n 40 "$log" >&2
