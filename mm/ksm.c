@@ -56,6 +56,7 @@
 #include <linux/rmap.h>
 #include <linux/spinlock.h>
 #include <linux/xxhash.h>
+#include <linux/random.h>
 #include <linux/delay.h>
 #include <linux/kthread.h>
 #include <linux/wait.h>
@@ -1478,14 +1479,23 @@ static unsigned int skips_for_age(unsigned int age)
 static void item_unmerged_visit(struct ksm_rmap_item *item)
 {
 	unsigned int age = item_field(item, ITEM_AGE_MASK, ITEM_AGE_SHIFT);
+	unsigned int skips;
 
 	if (!ksm_smart_scan)
 		return;
 	if (age < 7)
 		age++;
 	item_set_field(item, ITEM_AGE_MASK, ITEM_AGE_SHIFT, age);
-	item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT,
-		       skips_for_age(age));
+	/*
+	 * Two pages that became equal late only merge in a scan that visits
+	 * both.  With a fixed back-off, two long-unique pages would each be
+	 * visited every 9th scan and, out of phase, never meet: a random
+	 * part of the back-off lets their phases drift.
+	 */
+	skips = skips_for_age(age);
+	if (skips > 1)
+		skips -= get_random_u32_below(skips / 2 + 1);
+	item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT, skips);
 }
 
 static void item_reset_age(struct ksm_rmap_item *item)
