@@ -151,6 +151,10 @@ struct ksm_stable_node {
 /* Registration of one mm: hashed by mm, listed in scan order. */
 struct ksm_mm_slot {
 	struct ksm_rmap_item *rmap_list;	/* its items, by address */
+	unsigned long walk_pass;		/* last pass that entered it */
+	unsigned long rewound_pass;		/* last pass that rewound it */
+	unsigned long rewind_pass;		/* pass of the request ... */
+	unsigned long rewind_addr;		/* ... to come back here */
 	struct mm_slot slot;
 };
 
@@ -185,12 +189,26 @@ static struct ksm_mm_slot ksm_mm_head = {
 /*
  * Scan cursor; only ksmd (under ksm_thread_mutex) moves it.  @link is
  * where the item for the next page at or above @address belongs.
+ *
+ * "Make a range mergeable, then wait for two full scans" must see the
+ * range visited twice.  So a pass is counted only after the pages of its
+ * last batch are processed, and before it is counted it goes back (a
+ * rewind) into each mm that registered after the cursor went by, and into
+ * each mm with a range made mergeable behind the cursor: at most once per
+ * mm and pass, so a pass always ends.  The count and the rewind requests
+ * meet under ksm_mmlist_lock, so a request is either seen or comes after
+ * the count.  @pass, @mm_slot, @rewinding and the slots' pass fields are
+ * under ksm_mmlist_lock; @address is written under it too, and under the
+ * mmap_lock of the mm being walked, so that a requester holding either can
+ * read it.
  */
 static struct {
-	unsigned long seqnr;		/* full scans started */
+	unsigned long seqnr;		/* unstable tree generation */
+	unsigned long pass;		/* full scans started */
 	unsigned long address;
 	struct ksm_rmap_item **link;
 	struct ksm_mm_slot *mm_slot;	/* &ksm_mm_head between scans */
+	bool rewinding;			/* the pass ends after this mm */
 } ksm_scan = {
 	.mm_slot = &ksm_mm_head,
 };
@@ -1806,9 +1824,56 @@ static void ksm_advisor_end_scan(void)
 	trace_ksm_advisor(scan_ns, want, cpu_percent);
 }
 
+/*
+ * The walk of the last mm ended; under ksm_mmlist_lock.  Return the slot
+ * to rewind into (setting *@addr), or count the pass and return the head.
+ */
+static struct ksm_mm_slot *ksm_pass_end_locked(unsigned long *addr)
+{
+	struct ksm_mm_slot *slot;
+
+	list_for_each_entry(slot, &ksm_mm_head.slot.mm_node, slot.mm_node) {
+		if (slot->walk_pass != ksm_scan.pass) {
+			/* Registered after the cursor went by. */
+			*addr = 0;
+		} else if (slot->rewind_pass == ksm_scan.pass &&
+			   slot->rewound_pass != ksm_scan.pass) {
+			*addr = slot->rewind_addr;
+		} else {
+			continue;
+		}
+		slot->walk_pass = ksm_scan.pass;
+		slot->rewound_pass = ksm_scan.pass;
+		ksm_scan.rewinding = true;
+		return slot;
+	}
+	WRITE_ONCE(ksm_full_scans, ksm_full_scans + 1);
+	return &ksm_mm_head;
+}
+
+/* The range of @mm from @start up just became mergeable. */
+static void ksm_request_rewind(struct mm_struct *mm, unsigned long start)
+{
+	struct ksm_mm_slot *slot;
+
+	spin_lock(&ksm_mmlist_lock);
+	slot = get_mm_slot(mm);
+	/* Not entered in this pass yet, or already rewound: nothing to do. */
+	if (!slot || slot->walk_pass != ksm_scan.pass ||
+	    slot->rewound_pass == ksm_scan.pass)
+		goto out;
+	/* Still ahead of the walk of this mm: it gets there anyway. */
+	if (slot == ksm_scan.mm_slot && start >= ksm_scan.address)
+		goto out;
+	if (slot->rewind_pass != ksm_scan.pass || start < slot->rewind_addr)
+		slot->rewind_addr = start;
+	slot->rewind_pass = ksm_scan.pass;
+out:
+	spin_unlock(&ksm_mmlist_lock);
+}
+
 static void ksm_end_full_scan(void)
 {
-	ksm_full_scans++;
 	ksm_need_drain = true;
 	ksm_advisor_end_scan();
 	trace_ksm_stop_scan(ksm_scan.seqnr, ksm_rmap_items);
@@ -1836,11 +1901,14 @@ static void release_mm_slot(struct ksm_mm_slot *slot)
 /*
  * Fill @cand with up to @max pages from the current position of the scan,
  * attaching their items.  Returns the count, or -1 if nothing to scan.
+ * Moving on to the next mm is a call of its own, that returns 0: the pass
+ * ends (*@scan_done) only after the pages of its last batch are processed.
  */
-static int scan_collect(struct ksm_cand *cand, int max)
+static int scan_collect(struct ksm_cand *cand, int max, bool *scan_done)
 {
-	struct ksm_mm_slot *slot = ksm_scan.mm_slot;
+	struct ksm_mm_slot *slot = ksm_scan.mm_slot, *next;
 	struct vm_area_struct *vma;
+	unsigned long addr = 0;
 	struct mm_struct *mm;
 	bool stop = false, done = true, exited;
 	int n = 0, i;
@@ -1851,14 +1919,17 @@ static int scan_collect(struct ksm_cand *cand, int max)
 	if (slot == &ksm_mm_head) {
 		ksm_start_full_scan();
 		spin_lock(&ksm_mmlist_lock);
+		ksm_scan.pass++;
+		ksm_scan.rewinding = false;
 		slot = list_entry(slot->slot.mm_node.next, struct ksm_mm_slot,
 				  slot.mm_node);
+		slot->walk_pass = ksm_scan.pass;
 		ksm_scan.mm_slot = slot;
+		ksm_scan.address = 0;
+		ksm_scan.link = &slot->rmap_list;
 		spin_unlock(&ksm_mmlist_lock);
 		if (slot == &ksm_mm_head)
 			return -1;
-		ksm_scan.address = 0;
-		ksm_scan.link = &slot->rmap_list;
 	}
 
 	mm = slot->slot.mm;
@@ -1890,6 +1961,13 @@ static int scan_collect(struct ksm_cand *cand, int max)
 		cand[i].item = get_next_item(slot, cand[i].addr);
 		if (!cand[i].item)
 			break;
+		/*
+		 * An item met again in one pass (a rewind) may sit in the
+		 * unstable tree: take it out, or a page earlier in this batch
+		 * could merge with a page the batch still holds.
+		 */
+		if (cand[i].item->address & ITEM_UNSTABLE)
+			remove_item_from_unstable(cand[i].item);
 	}
 	if (i < n) {
 		/* Out of memory: drop the rest, retry them next time. */
@@ -1900,6 +1978,14 @@ static int scan_collect(struct ksm_cand *cand, int max)
 			put_page(cand[j].page);
 		done = false;
 		n = i;
+	}
+	if (n && done) {
+		/*
+		 * This mm is walked.  Leave it on the next call, once these
+		 * pages are processed: the pass may end there.
+		 */
+		ksm_scan.address = ULONG_MAX;
+		done = false;
 	}
 	if (!done) {
 		mmap_read_unlock(mm);
@@ -1912,29 +1998,33 @@ static int scan_collect(struct ksm_cand *cand, int max)
 	 * __ksm_exit() leaves the slot for the next pass).
 	 */
 	exited = ksm_test_exit(mm);
-	if (exited) {
-		for (i = 0; i < n; i++)
-			put_page(cand[i].page);
-		n = 0;
-		remove_trailing_items(&slot->rmap_list);
-	} else {
-		remove_trailing_items(ksm_scan.link);
-	}
+	remove_trailing_items(exited ? &slot->rmap_list : ksm_scan.link);
 
 	spin_lock(&ksm_mmlist_lock);
-	ksm_scan.mm_slot = list_entry(slot->slot.mm_node.next,
-				      struct ksm_mm_slot, slot.mm_node);
-	ksm_scan.address = 0;
-	ksm_scan.link = &ksm_scan.mm_slot->rmap_list;
+	next = ksm_scan.rewinding ? &ksm_mm_head :
+		list_next_entry(slot, slot.mm_node);
+	ksm_scan.rewinding = false;
 	if (exited)
 		unlink_mm_slot(slot);
+	if (next == &ksm_mm_head)
+		next = ksm_pass_end_locked(&addr);
+	else
+		next->walk_pass = ksm_scan.pass;
+	ksm_scan.mm_slot = next;
+	ksm_scan.address = addr;
+	ksm_scan.link = &next->rmap_list;
 	spin_unlock(&ksm_mmlist_lock);
 	mmap_read_unlock(mm);
 	if (exited)
 		release_mm_slot(slot);
-	if (ksm_scan.mm_slot == &ksm_mm_head)
-		ksm_end_full_scan();
-	return n;
+
+	/* Rewinding: only ksmd touches item lists, and @next stays. */
+	while (*ksm_scan.link && item_addr(*ksm_scan.link) < addr) {
+		ksm_scan.link = &(*ksm_scan.link)->rmap_list;
+		cond_resched();
+	}
+	*scan_done = next == &ksm_mm_head;
+	return 0;
 }
 
 static void ksm_do_scan(unsigned int budget)
@@ -1943,8 +2033,9 @@ static void ksm_do_scan(unsigned int budget)
 	static struct ksm_cand cand[KSM_BATCH];
 
 	while (budget) {
+		bool scan_done = false;
 		int n = scan_collect(cand, min_t(unsigned int, budget,
-						 KSM_BATCH));
+						 KSM_BATCH), &scan_done);
 		int i;
 
 		if (n < 0)
@@ -1954,6 +2045,9 @@ static void ksm_do_scan(unsigned int budget)
 			put_page(cand[i].page);
 			cond_resched();
 		}
+		/* Counted in scan_collect(); the rest of the end of a pass. */
+		if (scan_done)
+			ksm_end_full_scan();
 		budget -= min_t(unsigned int, budget, max(n, 1));
 		cond_resched();
 		if (ksm_scan.mm_slot == &ksm_mm_head && !n)
@@ -2118,6 +2212,7 @@ static int ksm_set_merge_any(struct mm_struct *mm, bool on)
 			return err;
 		set_bit(MMF_VM_MERGE_ANY, &mm->flags);
 		ksm_mark_vmas(mm, true);
+		ksm_request_rewind(mm, 0);
 		return 0;
 	}
 	err = ksm_mark_vmas(mm, false);
@@ -2160,8 +2255,10 @@ int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
 		if ((*vm_flags & VM_MERGEABLE) || !vma_ksm_compatible(vma))
 			return 0;
 		err = ksm_register(vma->vm_mm);
-		if (!err)
+		if (!err) {
 			*vm_flags |= VM_MERGEABLE;
+			ksm_request_rewind(vma->vm_mm, start);
+		}
 	} else if (advice == MADV_UNMERGEABLE && (*vm_flags & VM_MERGEABLE)) {
 		if (vma->anon_vma)
 			err = unmerge_ksm_pages(vma, start, end);
@@ -2235,6 +2332,7 @@ static int unmerge_and_remove_all_rmap_items(void)
 
 	spin_lock(&ksm_mmlist_lock);
 	ksm_scan.mm_slot = &ksm_mm_head;
+	ksm_scan.rewinding = false;
 	spin_unlock(&ksm_mmlist_lock);
 	ksm_scan.seqnr++;
 	return err;
