@@ -1542,6 +1542,57 @@ static void adopt_ksm_page(struct ksm_rmap_item *item, struct page *page)
 }
 
 /* Process one scanned page: @page is mapped at @item's address. */
+/*
+ * Smart scan skips reading a page that stayed unique, but the page still
+ * takes part in this scan under the hash of its last visit: a partner that
+ * shows up meanwhile finds it at once instead of waiting out the back-off.
+ * Every match is byte-compared, so a stale hash only costs a miss.
+ */
+static void skipped_visit(struct ksm_rmap_item *item, struct page *page)
+{
+	int nid = get_kpfn_nid(page_to_pfn(page));
+	struct ksm_stable_node *node;
+	struct ksm_rmap_item *titem;
+	struct folio *kfolio;
+	struct page *tpage;
+	u64 hash = item->hash, now;
+	int err;
+
+	/* Zero pages go to the zero page, on a real visit. */
+	if (ksm_use_zero_pages && hash == zero_hash)
+		return;
+	kfolio = stable_tree_search(page, hash, nid, &node);
+	if (kfolio) {
+		err = try_to_merge_with_kpage(item, page, kfolio, node);
+		folio_put(kfolio);
+		if (!err)
+			return;
+	}
+	titem = unstable_tree_search_insert(item, page, hash, nid, &tpage);
+	if (!titem)
+		return;
+	/*
+	 * Two subpages of one large folio wait for a real visit, which
+	 * splits it.  And the new KSM page is filed under @hash: merge only
+	 * if it still holds.  Either way both wait for their next visit.
+	 */
+	if (page_folio(tpage) == page_folio(page)) {
+		put_page(tpage);
+		return;
+	}
+	now = page_hash(page);
+	if (now != hash) {
+		put_page(tpage);
+		item->hash = now;
+		item_reset_age(item);
+		return;
+	}
+	err = try_to_merge_two_pages(item, page, titem, tpage, hash);
+	put_page(tpage);
+	if (err)
+		titem->hash = hash;
+}
+
 static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 {
 	struct folio *folio = page_folio(page);
@@ -1583,6 +1634,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 			item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT,
 				       skip - 1);
 			ksm_pages_skipped++;
+			skipped_visit(item, page);
 			return;
 		}
 	}
