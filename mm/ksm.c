@@ -1586,10 +1586,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	if (PageHWPoison(page))
 		return;
 
-	/* Left over from an earlier generation, or we re-file it anyway. */
-	if (item->address & ITEM_UNSTABLE)
-		remove_item_from_unstable(item);
-
+	/* scan_collect() took @item out of the unstable tree. */
 	if (folio_test_ksm(folio)) {
 		node = folio_stable_node(folio);
 		if ((item->address & ITEM_STABLE) && item->head == node)
@@ -1996,9 +1993,10 @@ static int scan_collect(struct ksm_cand *cand, int max, bool *scan_done)
 		if (!cand[i].item)
 			break;
 		/*
-		 * An item met again in one pass (a rewind) may sit in the
-		 * unstable tree: take it out, or a page earlier in this batch
-		 * could merge with a page the batch still holds.
+		 * Flags left over from an earlier generation go, and an item
+		 * met again in one pass (a rewind) leaves the unstable tree
+		 * now: else a page earlier in this batch could merge with a
+		 * page the batch still holds.  cmp_and_merge_page() re-files.
 		 */
 		if (cand[i].item->address & ITEM_UNSTABLE)
 			remove_item_from_unstable(cand[i].item);
