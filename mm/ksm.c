@@ -73,6 +73,7 @@
 #include <linux/pagewalk.h>
 #include <linux/highmem.h>
 #include <linux/string.h>
+#include <linux/debugfs.h>
 
 #include <asm/tlbflush.h>
 #include "internal.h"
@@ -267,6 +268,44 @@ static bool ksm_need_drain = true;
 static unsigned long ksm_last_sweep;
 
 static u64 zero_hash __read_mostly;
+
+#ifdef CONFIG_DEBUG_VM
+/*
+ * Fault injection for tests, debug kernels only: debugfs ksm/race_delay_us
+ * widens race windows that are too narrow to hit under emulation.  When
+ * set, folio_migrate_ksm() waits before moving the node to the new folio,
+ * ksmd waits between finding a KSM page in the stable tree and merging
+ * into it, and unmerging waits before each page.
+ */
+static u32 ksm_race_delay_us;
+
+static void ksm_race_delay(void)
+{
+	u32 us = READ_ONCE(ksm_race_delay_us);
+
+	if (!us)
+		return;
+	if (preemptible())
+		fsleep(us);
+	else
+		udelay(min(us, 1000U));
+}
+
+static void __init ksm_debugfs_init(void)
+{
+	struct dentry *dir = debugfs_create_dir("ksm", NULL);
+
+	debugfs_create_u32("race_delay_us", 0600, dir, &ksm_race_delay_us);
+}
+#else
+static inline void ksm_race_delay(void)
+{
+}
+
+static inline void ksm_debugfs_init(void)
+{
+}
+#endif
 
 static void remove_stale_node(struct ksm_stable_node *node);
 
@@ -852,6 +891,7 @@ static int unmerge_ksm_pages(struct vm_area_struct *vma, unsigned long start,
 	int err = 0;
 
 	while (!err && addr < end && !ksm_test_exit(vma->vm_mm)) {
+		ksm_race_delay();
 		err = signal_pending(current) ? -ERESTARTSYS :
 						break_ksm(vma, addr);
 		addr += PAGE_SIZE;
@@ -1619,6 +1659,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	nid = get_kpfn_nid(page_to_pfn(page));
 	kfolio = stable_tree_search(page, hash, nid, &node);
 	if (kfolio) {
+		ksm_race_delay();
 		err = try_to_merge_with_kpage(item, page, kfolio, node);
 		folio_put(kfolio);
 		if (!err)
@@ -2494,6 +2535,7 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 			 newfolio->mapping != folio->mapping, newfolio);
 	if (!node)
 		return;
+	ksm_race_delay();
 	WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
 	/* Pairs with the smp_rmb()s in get_ksm_folio(). */
 	smp_wmb();
@@ -3118,6 +3160,7 @@ static int __init ksm_init(void)
 #ifdef CONFIG_MEMORY_HOTREMOVE
 	hotplug_memory_notifier(ksm_memory_callback, KSM_CALLBACK_PRI);
 #endif
+	ksm_debugfs_init();
 	return 0;
 
 fail:
