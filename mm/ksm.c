@@ -37,9 +37,16 @@
  * ksm_thread_mutex held.  Additionally a stable node's item list is only
  * changed with its KSM folio locked, or once that folio is gone: this is
  * what lets rmap_walk_ksm() and collect_procs_ksm() walk the list under the
- * folio lock alone.  An mm's item list is only touched by the holder of
- * ksm_thread_mutex, and the mm_slot being scanned (ksm_scan.mm_slot) is
- * never freed by __ksm_exit(), which leaves such slots to ksmd.
+ * folio lock alone.  A node's kpfn is written by ksmd (ksm_thread_mutex,
+ * new KSM folio locked) when the node is made, and by folio_migrate_ksm()
+ * with both the old and the new folio locked but without the mutex: so
+ * readers under the mutex re-check it under the folio lock before they
+ * map a KSM page (get_ksm_folio(), try_to_merge_with_kpage()).  An mm's
+ * item list is only touched by the holder of ksm_thread_mutex, and the
+ * mm_slot being scanned (ksm_scan.mm_slot) is never freed by __ksm_exit(),
+ * which leaves such slots to ksmd.  Page tables are only read or changed
+ * through mm/pagewalk.c, under the mmap_lock, which takes the page table
+ * lock around our callbacks.
  */
 
 #include <linux/errno.h>
@@ -156,6 +163,7 @@ struct ksm_mm_slot {
 	unsigned long rewound_pass;		/* last pass that rewound it */
 	unsigned long rewind_pass;		/* pass of the request ... */
 	unsigned long rewind_addr;		/* ... to come back here */
+	unsigned long seq;			/* registration order */
 	struct mm_slot slot;
 };
 
@@ -183,6 +191,7 @@ static LIST_HEAD(migrate_nodes);
 
 /* Registered mms: ksm_mm_head anchors the scan list, the hash finds them. */
 static DEFINE_HASHTABLE(mm_slots_hash, 10);
+static unsigned long ksm_enter_seq;	/* registrations so far */
 static struct ksm_mm_slot ksm_mm_head = {
 	.slot.mm_node = LIST_HEAD_INIT(ksm_mm_head.slot.mm_node),
 };
@@ -194,14 +203,14 @@ static struct ksm_mm_slot ksm_mm_head = {
  * "Make a range mergeable, then wait for two full scans" must see the
  * range visited twice.  So a pass is counted only after the pages of its
  * last batch are processed, and before it is counted it goes back (a
- * rewind) into each mm that registered after the cursor went by, and into
- * each mm with a range made mergeable behind the cursor: at most once per
- * mm and pass, so a pass always ends.  The count and the rewind requests
- * meet under ksm_mmlist_lock, so a request is either seen or comes after
- * the count.  @pass, @mm_slot, @rewinding and the slots' pass fields are
- * under ksm_mmlist_lock; @address is written under it too, and under the
- * mmap_lock of the mm being walked, so that a requester holding either can
- * read it.
+ * rewind) into each mm that registered after the pass began, and into
+ * each mm with a range made mergeable behind the cursor (see
+ * ksm_pass_end_locked() for the bounds).  The count and the rewind
+ * requests meet under ksm_mmlist_lock, so a request is either seen or
+ * comes after the count.  @pass, @mm_slot, @rewinding, the seq fields and
+ * the slots' pass fields are under ksm_mmlist_lock; @address is written
+ * under it too, and under the mmap_lock of the mm being walked, so that a
+ * requester holding either can read it.
  */
 static struct {
 	unsigned long seqnr;		/* unstable tree generation */
@@ -210,6 +219,11 @@ static struct {
 	struct ksm_rmap_item **link;
 	struct ksm_mm_slot *mm_slot;	/* &ksm_mm_head between scans */
 	bool rewinding;			/* the pass ends after this mm */
+	bool cut_taken;			/* the regular walk of @pass ended */
+	unsigned long start_seq;	/* last mm the regular walk takes */
+	unsigned long cut_seq;		/* last mm the rewinds take ... */
+	unsigned long late_rewinds;	/* ... but for this many more */
+	unsigned long walked;		/* mms the regular walk entered */
 } ksm_scan = {
 	.mm_slot = &ksm_mm_head,
 };
@@ -260,6 +274,7 @@ static unsigned long ksm_run = KSM_RUN_STOP;
 
 static DECLARE_WAIT_QUEUE_HEAD(ksm_thread_wait);
 static DECLARE_WAIT_QUEUE_HEAD(ksm_iter_wait);
+static DECLARE_WAIT_QUEUE_HEAD(ksm_offline_wait);
 static DEFINE_MUTEX(ksm_thread_mutex);
 static DEFINE_SPINLOCK(ksm_mmlist_lock);
 
@@ -482,6 +497,7 @@ static void unlink_stable_node(struct ksm_stable_node *node)
 {
 	struct ksm_stable_node *chain;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	switch (node->kind) {
 	case NODE_REGULAR:
 		rb_erase(&node->node, node_root(node));
@@ -508,6 +524,7 @@ static void stable_item_detach(struct ksm_rmap_item *item)
 {
 	struct ksm_stable_node *node = item->head;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	hlist_del(&item->hlist);
 	if (--node->rmap_hlist_len == 0)
 		ksm_pages_shared--;
@@ -526,6 +543,7 @@ static void remove_stale_node(struct ksm_stable_node *node)
 	struct ksm_rmap_item *item;
 	struct hlist_node *tmp;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	hlist_for_each_entry_safe(item, tmp, &node->hlist, hlist)
 		stable_item_detach(item);
 	trace_ksm_remove_ksm_page(node->kpfn);
@@ -537,7 +555,10 @@ static void remove_stale_node(struct ksm_stable_node *node)
  * Return the KSM folio of @node with a reference held (and locked if
  * @lock), or NULL after dropping the node if its page is gone.  The pfn is
  * re-read whenever it may have changed: folio_migrate_ksm() moves it to
- * the new folio while the old one is frozen or still locked.
+ * the new folio, and only then makes the old folio's mapping stale.  An
+ * unlocked folio returned here may be migrated away meanwhile: callers
+ * that go on to map it check, under its lock, that it still is the
+ * node's page (folio_stable_node() and kpfn).
  */
 static void put_ksm_folio(struct folio *folio, bool locked)
 {
@@ -552,6 +573,7 @@ static struct folio *get_ksm_folio(struct ksm_stable_node *node, bool lock)
 	struct folio *folio;
 	unsigned long kpfn;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	for (;;) {
 		kpfn = READ_ONCE(node->kpfn);
 		folio = pfn_folio(kpfn);
@@ -611,6 +633,8 @@ static struct rb_root *unstable_root_of(struct ksm_rmap_item *item)
 
 static void remove_item_from_unstable(struct ksm_rmap_item *item)
 {
+	lockdep_assert_held(&ksm_thread_mutex);
+
 	if (item_in_unstable_tree(item)) {
 		struct rb_root *root = unstable_root_of(item);
 
@@ -629,9 +653,33 @@ static void remove_item_from_tree(struct ksm_rmap_item *item)
 		remove_item_from_unstable(item);
 }
 
+/*
+ * Empty the unstable trees outside of a pass start (merge_across_nodes,
+ * a failed run=2).  The items they held are told so one by one, rather
+ * than by a new generation: a generation number bumped without ksmd
+ * visiting the items in between would wrap round to theirs.
+ */
+static void forget_unstable_trees(void)
+{
+	struct ksm_rmap_item *item, *tmp;
+	int nid;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	for (nid = 0; nid < ksm_nr_node_ids; nid++) {
+		rbtree_postorder_for_each_entry_safe(item, tmp,
+						     root_unstable_tree + nid,
+						     node)
+			item->address &= ~(ITEM_UNSTABLE | ITEM_SEQ_MASK);
+		root_unstable_tree[nid] = RB_ROOT;
+	}
+	ksm_pages_unshared = 0;
+}
+
 /* Free the items from *@link to the end of the list. */
 static void remove_trailing_items(struct ksm_rmap_item **link)
 {
+	lockdep_assert_held(&ksm_thread_mutex);
+
 	while (*link) {
 		struct ksm_rmap_item *item = *link;
 
@@ -645,119 +693,236 @@ static void remove_trailing_items(struct ksm_rmap_item **link)
 /* ---- page table work ------------------------------------------------- */
 
 /*
- * page_vma_mapped_walk_done() after a successful walk for a small folio
- * (KSM never walks hugetlb VMAs): unmap the page table if the walk found
- * a PTE, and drop the page table lock.  Spelled out because sparse can
- * follow neither the conditional release in the generic helper nor the
- * rcu_read_lock() taken inside the walk to map the page table.
+ * Every look at a page table goes through mm/pagewalk.c: it skips empty
+ * upper levels, and it maps and locks the PTE table around the pte_entry
+ * callbacks, so the lock and RCU pairing stays in one place.  Each walk's
+ * pmd_entry keeps a PMD-mapped THP whole (ACTION_CONTINUE): the walker
+ * would otherwise split it to show us its PTEs.
  */
-static void ksm_pvmw_done(struct page_vma_mapped_walk *pvmw)
-	__releases(pvmw->ptl)
+
+/* Pages collected by a scan walk, or the one page of a lookup. */
+struct ksm_collect {
+	struct ksm_cand *cand;
+	int n, max;
+	unsigned long start;		/* where the walk began */
+	unsigned long addr;		/* where a stopped walk goes on */
+};
+
+/* The page @ptent maps at @addr, if it is anonymous memory ksmd handles. */
+static struct page *pte_candidate(struct vm_area_struct *vma,
+				  unsigned long addr, pte_t ptent)
 {
-	if (pvmw->pte) {
-		__acquire(RCU);	/* for sparse: taken by the walk's PTE mapping */
-		pte_unmap(pvmw->pte);
-	}
-	spin_unlock(pvmw->ptl);
+	struct page *page = NULL;
+
+	if (pte_present(ptent))
+		page = vm_normal_page(vma, addr, ptent);
+	if (!page || !folio_test_anon(page_folio(page)) ||
+	    folio_is_zone_device(page_folio(page)))
+		return NULL;
+	return page;
+}
+
+static bool collect_page(struct ksm_collect *c, struct page *page,
+			 unsigned long addr)
+{
+	if (!folio_try_get(page_folio(page)))
+		return false;
+	c->cand[c->n].addr = addr;
+	c->cand[c->n].page = page;
+	c->n++;
+	return true;
 }
 
 /*
- * Make the PTE mapping @page at @addr read-only, and make sure nobody can
- * write to the page behind our back: the PTE is cleared and flushed first
- * so that GUP-fast cannot take new references, then the refcount must
- * match the mappings (a pin or any other user makes us give up), and an
- * exclusive anon page must be markable as shared.  On success *@orig gets
- * the PTE now installed, for replace_page() to check.
+ * A THP is taken alone, one subpage, as the last page of a batch: ksmd
+ * must hold the only extra reference when it splits the folio.
  */
-static int write_protect_page(struct vm_area_struct *vma, struct folio *folio,
-			      struct page *page, unsigned long addr,
-			      pte_t *orig)
+static int collect_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+		       struct mm_walk *walk)
 {
-	struct mm_struct *mm = vma->vm_mm;
-	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
-	struct mmu_notifier_range range;
+	struct ksm_collect *c = walk->private;
+	struct page *page = NULL;
+	spinlock_t *ptl;	/* PMD lock */
+	pmd_t pmde;
+
+	/*
+	 * Between page tables, give up the mmap_lock if someone waits for
+	 * it or for the CPU; not before the first, so a batch always moves.
+	 */
+	if (addr != c->start &&
+	    (need_resched() || mmap_lock_is_contended(walk->mm))) {
+		c->addr = addr;
+		return 1;
+	}
+	pmde = pmdp_get_lockless(pmd);
+	if (!pmd_present(pmde)) {
+		/*
+		 * Gone, or a THP under migration: not now (the walker would
+		 * split a THP faulted in meanwhile to show it to us).
+		 */
+		walk->action = ACTION_CONTINUE;
+		return 0;
+	}
+	if (!pmd_trans_huge(pmde))
+		return 0;
+	walk->action = ACTION_CONTINUE;
+	if (c->n) {
+		c->addr = addr;
+		return 1;
+	}
+	ptl = pmd_lock(walk->mm, pmd);
+	pmde = pmdp_get(pmd);
+	if (pmd_trans_huge(pmde))
+		page = vm_normal_page_pmd(walk->vma, addr, pmde);
+	if (!page || !folio_test_anon(page_folio(page))) {
+		/* Nothing for us in this PMD. */
+		spin_unlock(ptl);
+		return 0;
+	}
+	collect_page(c, page + ((addr & ~HPAGE_PMD_MASK) >> PAGE_SHIFT), addr);
+	spin_unlock(ptl);
+	c->addr = addr + PAGE_SIZE;
+	return 1;
+}
+
+static int collect_pte(pte_t *pte, unsigned long addr, unsigned long next,
+		       struct mm_walk *walk)
+{
+	struct ksm_collect *c = walk->private;
+	struct page *page = pte_candidate(walk->vma, addr, ptep_get(pte));
+	bool large;
+
+	if (!page)
+		return 0;
+	large = folio_test_large(page_folio(page));
+	/* A large folio starts a batch of its own. */
+	if (large && c->n) {
+		c->addr = addr;
+		return 1;
+	}
+	if (collect_page(c, page, addr) && (large || c->n >= c->max)) {
+		c->addr = next;
+		return 1;
+	}
+	return 0;
+}
+
+static const struct mm_walk_ops ksm_collect_ops = {
+	.pmd_entry	= collect_pmd,
+	.pte_entry	= collect_pte,
+	.walk_lock	= PGWALK_RDLOCK,
+};
+
+/*
+ * Collect up to @max candidate pages of @vma in [*@addrp, @end).  Returns
+ * the count; *@addrp is where the next call goes on, @end once the range
+ * is done.  The walk stops early for a THP, a full batch or a lock break.
+ */
+static int collect_candidates(struct vm_area_struct *vma, unsigned long *addrp,
+			      unsigned long end, struct ksm_cand *cand, int max,
+			      bool *stop)
+{
+	struct ksm_collect c = {
+		.cand = cand, .max = max, .start = *addrp,
+	};
+
+	if (walk_page_range_vma(vma, *addrp, end, &ksm_collect_ops, &c) > 0) {
+		*addrp = c.addr;
+		*stop = true;
+	} else {
+		*addrp = end;
+	}
+	return c.n;
+}
+
+/*
+ * Write-protect or replace one PTE: the state of one pte_entry call.
+ * @page is what the PTE must map (write_protect_page()), or @orig what it
+ * must still be (replace_page()).
+ */
+struct ksm_pte_op {
+	struct folio *folio;
+	struct page *page;
+	struct page *kpage;
+	pte_t orig;
+	int err;
+};
+
+static int pte_op_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+		      struct mm_walk *walk)
+{
+	pmd_t pmde = pmdp_get_lockless(pmd);
+
+	/* KSM works on small folios only: a PMD leaf is not ours. */
+	if (!pmd_present(pmde) || pmd_trans_huge(pmde))
+		walk->action = ACTION_CONTINUE;
+	return 0;
+}
+
+/*
+ * Make the PTE read-only, and make sure nobody can write to the page
+ * behind our back: the PTE is cleared and flushed first so that GUP-fast
+ * cannot take new references, then the refcount must match the mappings
+ * (a pin or any other user makes us give up), and an exclusive anon page
+ * must be markable as shared.
+ */
+static int wrprotect_pte(pte_t *pte, unsigned long addr, unsigned long next,
+			 struct mm_walk *walk)
+{
+	struct ksm_pte_op *op = walk->private;
+	struct vm_area_struct *vma = walk->vma;
+	struct folio *folio = op->folio;
+	struct mm_struct *mm = walk->mm;
+	pte_t entry = ptep_get(pte);
 	bool anon_exclusive;
-	pte_t entry;
-	int err = -EFAULT;
 
-	if (WARN_ON_ONCE(folio_test_large(folio)))
-		return err;
+	if (!pte_present(entry) || pte_page(entry) != op->page)
+		return 0;
 
-	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
-				addr + PAGE_SIZE);
-	mmu_notifier_invalidate_range_start(&range);
-
-	if (!page_vma_mapped_walk(&pvmw))
-		goto out_mn;
-	__acquire(pvmw.ptl);	/* for sparse: the walk holds the PTE lock */
-	if (WARN_ONCE(!pvmw.pte, "unexpected PMD mapping"))
-		goto out_unlock;
-
-	entry = ptep_get(pvmw.pte);
-	if (!pte_present(entry) || pte_page(entry) != page)
-		goto out_unlock;
-
-	anon_exclusive = PageAnonExclusive(page);
+	anon_exclusive = PageAnonExclusive(op->page);
 	if (pte_write(entry) || pte_dirty(entry) || anon_exclusive ||
 	    mm_tlb_flush_pending(mm)) {
 		int swapped = folio_test_swapcache(folio);
 
-		flush_cache_page(vma, addr, page_to_pfn(page));
-		entry = ptep_clear_flush(vma, addr, pvmw.pte);
+		flush_cache_page(vma, addr, pte_pfn(entry));
+		entry = ptep_clear_flush(vma, addr, pte);
 		/* mappings + our reference + swap cache, nothing else */
 		if (folio_mapcount(folio) + 1 + swapped !=
 		    folio_ref_count(folio)) {
-			set_pte_at(mm, addr, pvmw.pte, entry);
-			goto out_unlock;
+			set_pte_at(mm, addr, pte, entry);
+			return 0;
 		}
 		if (anon_exclusive &&
-		    folio_try_share_anon_rmap_pte(folio, page)) {
-			set_pte_at(mm, addr, pvmw.pte, entry);
-			goto out_unlock;
+		    folio_try_share_anon_rmap_pte(folio, op->page)) {
+			set_pte_at(mm, addr, pte, entry);
+			return 0;
 		}
 		if (pte_dirty(entry))
 			folio_mark_dirty(folio);
 		entry = pte_mkclean(pte_wrprotect(entry));
-		set_pte_at(mm, addr, pvmw.pte, entry);
+		set_pte_at(mm, addr, pte, entry);
 	} else if (folio_maybe_dma_pinned(folio)) {
-		goto out_unlock;
+		return 0;
 	}
-	*orig = entry;
-	err = 0;
-
-out_unlock:
-	ksm_pvmw_done(&pvmw);
-out_mn:
-	mmu_notifier_invalidate_range_end(&range);
-	return err;
+	op->orig = entry;
+	op->err = 0;
+	return 0;
 }
 
-/*
- * Map @kpage (a locked KSM page, or the zero page) at @addr in place of
- * @page, whose PTE must still be @orig.  @page's folio is locked.
- */
-static int replace_page(struct vm_area_struct *vma, struct page *page,
-			struct page *kpage, unsigned long addr, pte_t orig)
+/* Map op->kpage (a locked KSM page, or the zero page) in place of op->page. */
+static int replace_pte(pte_t *pte, unsigned long addr, unsigned long next,
+		       struct mm_walk *walk)
 {
-	struct folio *folio = page_folio(page);
-	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
-	struct mm_struct *mm = vma->vm_mm;
-	struct mmu_notifier_range range;
+	struct ksm_pte_op *op = walk->private;
+	struct vm_area_struct *vma = walk->vma;
+	struct folio *folio = op->folio;
+	struct mm_struct *mm = walk->mm;
+	struct page *kpage = op->kpage;
 	pte_t newpte;
-	int err = -EFAULT;
 
-	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
-				addr + PAGE_SIZE);
-	mmu_notifier_invalidate_range_start(&range);
-
-	/* The walk finds @page's PTE, if any, and takes its lock. */
-	if (!page_vma_mapped_walk(&pvmw))
-		goto out_mn;
-	__acquire(pvmw.ptl);	/* for sparse: the walk holds the PTE lock */
 	/* The accessed bit may have been set by hardware meanwhile. */
-	if (!pvmw.pte ||
-	    !pte_same(pte_mkold(ptep_get(pvmw.pte)), pte_mkold(orig)))
-		goto out_unlock;
+	if (!pte_same(pte_mkold(ptep_get(pte)), pte_mkold(op->orig)))
+		return 0;
 
 	if (is_zero_pfn(page_to_pfn(kpage))) {
 		/* The dirty bit tells is_ksm_zero_pte() that KSM put it here. */
@@ -771,27 +936,86 @@ static int replace_page(struct vm_area_struct *vma, struct page *page,
 					RMAP_NONE);
 		newpte = pte_wrprotect(mk_pte(kpage, vma->vm_page_prot));
 	}
-	if (pte_uffd_wp(orig))
+	if (pte_uffd_wp(op->orig))
 		newpte = pte_mkuffd_wp(newpte);
-	if (pte_soft_dirty(orig))
+	if (pte_soft_dirty(op->orig))
 		newpte = pte_mksoft_dirty(newpte);
 
-	flush_cache_page(vma, addr, page_to_pfn(page));
-	ptep_clear_flush(vma, addr, pvmw.pte);
-	set_pte_at(mm, addr, pvmw.pte, newpte);
+	flush_cache_page(vma, addr, page_to_pfn(op->page));
+	ptep_clear_flush(vma, addr, pte);
+	set_pte_at(mm, addr, pte, newpte);
 
 	/* The reference that the old PTE held goes with it. */
-	folio_remove_rmap_pte(folio, page, vma);
+	folio_remove_rmap_pte(folio, op->page, vma);
 	if (!folio_mapped(folio))
 		folio_free_swap(folio);
 	folio_put(folio);
-	err = 0;
+	op->err = 0;
+	return 0;
+}
 
-out_unlock:
-	ksm_pvmw_done(&pvmw);
-out_mn:
+static const struct mm_walk_ops ksm_wrprotect_ops = {
+	.pmd_entry	= pte_op_pmd,
+	.pte_entry	= wrprotect_pte,
+	.walk_lock	= PGWALK_RDLOCK,
+};
+
+static const struct mm_walk_ops ksm_replace_ops = {
+	.pmd_entry	= pte_op_pmd,
+	.pte_entry	= replace_pte,
+	.walk_lock	= PGWALK_RDLOCK,
+};
+
+/* Run @ops on the PTE at @addr, inside an mmu notifier invalidation. */
+static int ksm_pte_op(struct vm_area_struct *vma, unsigned long addr,
+		      const struct mm_walk_ops *ops, struct ksm_pte_op *op)
+{
+	struct mmu_notifier_range range;
+
+	mmap_assert_locked(vma->vm_mm);
+	op->err = -EFAULT;
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, vma->vm_mm, addr,
+				addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+	walk_page_range_vma(vma, addr, addr + PAGE_SIZE, ops, op);
 	mmu_notifier_invalidate_range_end(&range);
+	return op->err;
+}
+
+/*
+ * Make the PTE mapping @page (of locked small @folio) at @addr read-only.
+ * On success *@orig gets the PTE now installed, for replace_page().
+ */
+static int write_protect_page(struct vm_area_struct *vma, struct folio *folio,
+			      struct page *page, unsigned long addr,
+			      pte_t *orig)
+{
+	struct ksm_pte_op op = { .folio = folio, .page = page };
+	int err;
+
+	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
+	if (WARN_ON_ONCE(folio_test_large(folio)))
+		return -EFAULT;
+	err = ksm_pte_op(vma, addr, &ksm_wrprotect_ops, &op);
+	if (!err)
+		*orig = op.orig;
 	return err;
+}
+
+/*
+ * Map @kpage (a locked KSM page, or the zero page) at @addr in place of
+ * @page, whose PTE must still be @orig.  @page's folio is locked.
+ */
+static int replace_page(struct vm_area_struct *vma, struct page *page,
+			struct page *kpage, unsigned long addr, pte_t orig)
+{
+	struct ksm_pte_op op = {
+		.folio = page_folio(page), .page = page, .kpage = kpage,
+		.orig = orig,
+	};
+
+	VM_WARN_ON_FOLIO(!folio_test_locked(op.folio), op.folio);
+	return ksm_pte_op(vma, addr, &ksm_replace_ops, &op);
 }
 
 /*
@@ -821,38 +1045,78 @@ static struct folio *lock_small_folio(struct page *page, bool trylock)
 
 /* ---- unmerging -------------------------------------------------------- */
 
-/*
- * folio_walk_end(), spelled out for sparse: it can follow neither the
- * conditional pte_unmap() in the generic macro nor the rcu_read_lock()
- * that folio_walk_start() took to map a page table.
- */
-static void ksm_folio_walk_end(struct folio_walk *fw,
-			       struct vm_area_struct *vma)
-	__releases(fw->ptl)
+/* Looking for the next KSM mapping in a range. */
+struct ksm_find {
+	unsigned long start;		/* where the walk began */
+	unsigned long addr;		/* the mapping, or where to go on */
+	bool found;
+};
+
+static int find_ksm_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+			struct mm_walk *walk)
 {
-	spin_unlock(fw->ptl);
-	if (likely(fw->level == FW_LEVEL_PTE)) {
-		__acquire(RCU);	/* for sparse: taken by the walk's PTE mapping */
-		pte_unmap(fw->ptep);
+	struct ksm_find *f = walk->private;
+
+	if (addr != f->start && need_resched()) {
+		f->addr = addr;
+		return 1;
 	}
-	vma_pgtable_walk_end(vma);
+	return pte_op_pmd(pmd, addr, next, walk);
 }
 
-/* Is a KSM page or the KSM zero page mapped at @addr? */
-static bool maps_ksm_page(struct vm_area_struct *vma, unsigned long addr)
+/*
+ * A KSM page, the KSM zero page, or a KSM page under migration: unmerge
+ * must wait for the migration, or the new KSM page would be left mapped
+ * in a range that no item tracks any more.
+ */
+static int find_ksm_pte(pte_t *pte, unsigned long addr, unsigned long next,
+			struct mm_walk *walk)
 {
-	struct folio_walk fw;
-	struct folio *folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
-	bool ksm;
+	struct ksm_find *f = walk->private;
+	pte_t ptent = ptep_get(pte);
+	struct folio *folio = NULL;
 
-	if (!folio)
-		return false;
-	__acquire(fw.ptl);	/* for sparse: the walk holds the lock */
-	/* KSM pages are small, so only ever PTE-mapped. */
-	ksm = fw.level == FW_LEVEL_PTE &&
-	      (folio_test_ksm(folio) || is_ksm_zero_pte(fw.pte));
-	ksm_folio_walk_end(&fw, vma);
-	return ksm;
+	if (pte_present(ptent)) {
+		struct page *page = vm_normal_page(walk->vma, addr, ptent);
+
+		if (page)
+			folio = page_folio(page);
+		else if (is_ksm_zero_pte(ptent))
+			f->found = true;
+	} else if (!pte_none(ptent)) {
+		swp_entry_t entry = pte_to_swp_entry(ptent);
+
+		/* The PTE lock keeps the old folio until the entry goes. */
+		if (is_migration_entry(entry))
+			folio = pfn_swap_entry_folio(entry);
+	}
+	if (folio && folio_test_ksm(folio))
+		f->found = true;
+	if (!f->found)
+		return 0;
+	f->addr = addr;
+	return 1;
+}
+
+static const struct mm_walk_ops ksm_find_ops = {
+	.pmd_entry	= find_ksm_pmd,
+	.pte_entry	= find_ksm_pte,
+	.walk_lock	= PGWALK_RDLOCK,
+};
+
+/*
+ * Look for a KSM mapping in [@start, @end).  Returns true and its address
+ * in *@addr; or false, with *@addr where to go on (@end when the range
+ * holds none; before that when the walk stopped to reschedule).
+ */
+static bool find_ksm_mapping(struct vm_area_struct *vma, unsigned long start,
+			     unsigned long end, unsigned long *addr)
+{
+	struct ksm_find f = { .start = start, .addr = end };
+
+	walk_page_range_vma(vma, start, end, &ksm_find_ops, &f);
+	*addr = f.addr;
+	return f.found;
 }
 
 #define BREAK_KSM_GIVE_UP	(VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | \
@@ -860,12 +1124,16 @@ static bool maps_ksm_page(struct vm_area_struct *vma, unsigned long addr)
 
 /*
  * Break COW on a KSM page or KSM zero page mapped at @addr, so the mm gets
- * a private copy of its data.  Called with the mmap_lock held.
+ * a private copy of its data.  A migration entry is waited for by the
+ * fault, then looked at again.
  */
 static int break_ksm(struct vm_area_struct *vma, unsigned long addr)
 {
+	unsigned long where;
+
+	mmap_assert_locked(vma->vm_mm);
 	/* Until no KSM page is left there: ksmd may merge it again. */
-	while (maps_ksm_page(vma, addr)) {
+	while (find_ksm_mapping(vma, addr, addr + PAGE_SIZE, &where)) {
 		vm_fault_t ret;
 
 		ret = handle_mm_fault(vma, addr,
@@ -881,22 +1149,29 @@ static int break_ksm(struct vm_area_struct *vma, unsigned long addr)
 }
 
 /*
- * Unmerge [@start, @end) of @vma page by page.  A fatal or other pending
+ * Unmerge [@start, @end) of @vma: find each KSM mapping with a page table
+ * walk, which skips what was never populated, and break it.  A pending
  * signal stops it with -ERESTARTSYS; an exiting mm needs no unmerging.
  */
 static int unmerge_ksm_pages(struct vm_area_struct *vma, unsigned long start,
 			     unsigned long end)
 {
 	unsigned long addr = start;
-	int err = 0;
+	int err;
 
-	while (!err && addr < end && !ksm_test_exit(vma->vm_mm)) {
-		ksm_race_delay();
-		err = signal_pending(current) ? -ERESTARTSYS :
-						break_ksm(vma, addr);
-		addr += PAGE_SIZE;
+	while (addr < end && !ksm_test_exit(vma->vm_mm)) {
+		if (signal_pending(current))
+			return -ERESTARTSYS;
+		if (find_ksm_mapping(vma, addr, end, &addr)) {
+			ksm_race_delay();
+			err = break_ksm(vma, addr);
+			if (err)
+				return err;
+			addr += PAGE_SIZE;
+		}
+		cond_resched();
 	}
-	return err;
+	return 0;
 }
 
 /* ---- trees ------------------------------------------------------------ */
@@ -967,6 +1242,8 @@ static void rb_insert_by_hash(struct rb_root *root, struct rb_node *new,
 static bool stable_node_misplaced(struct ksm_stable_node *node,
 				  struct folio *folio)
 {
+	lockdep_assert_held(&ksm_thread_mutex);
+
 	if (ksm_merge_across_nodes || folio_nid(folio) == node->nid)
 		return false;
 	unlink_stable_node(node);
@@ -980,6 +1257,7 @@ static void chain_collapse(struct ksm_stable_node *chain)
 {
 	struct ksm_stable_node *dup;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	if (chain->rmap_hlist_len != 1)
 		return;
 	dup = hlist_entry(chain->hlist.first, struct ksm_stable_node,
@@ -1005,6 +1283,7 @@ static bool chain_prune(struct ksm_stable_node *chain, bool force)
 	unsigned long interval;
 	bool changed = false;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	interval = msecs_to_jiffies(READ_ONCE(ksm_stable_node_chains_prune_millisecs));
 	if (!force && time_before(jiffies, chain->prune_time + interval))
 		return false;
@@ -1043,6 +1322,7 @@ static struct folio *stable_tree_search(struct page *page, u64 hash, int nid,
 	struct rb_node *rb;
 	int tries;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 again:
 	tries = 0;
 	for (rb = first_with_hash(root, hash, STABLE_HASH_OFF);
@@ -1098,6 +1378,7 @@ static void stable_tree_insert(struct ksm_stable_node *node,
 	struct rb_node *rb;
 	int tries = 0;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 again:
 	for (rb = first_with_hash(root, node->hash, STABLE_HASH_OFF);
 	     rb && tries < KSM_MAX_COLLISIONS;
@@ -1115,7 +1396,9 @@ again:
 		folio = get_ksm_folio(any, false);
 		if (!folio)
 			goto again;
-		if (pages_identical(kpage, folio_page(folio, 0))) {
+		/* Never read a poisoned page. */
+		if (!PageHWPoison(folio_page(folio, 0)) &&
+		    pages_identical(kpage, folio_page(folio, 0))) {
 			folio_put(folio);
 			chain = s;
 			break;
@@ -1165,6 +1448,8 @@ static void stable_item_attach(struct ksm_stable_node *node,
 			       struct ksm_rmap_item *item,
 			       struct anon_vma *anon_vma)
 {
+	lockdep_assert_held(&ksm_thread_mutex);
+
 	get_anon_vma(anon_vma);
 	item->anon_vma = anon_vma;
 	item->head = node;
@@ -1183,6 +1468,7 @@ static void refile_migrated_nodes(void)
 {
 	struct ksm_stable_node *node, *tmp;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	list_for_each_entry_safe(node, tmp, &migrate_nodes, list) {
 		struct folio *folio = get_ksm_folio(node, false);
 
@@ -1250,6 +1536,7 @@ static void sweep_stable_nodes(unsigned long start, unsigned long end,
 	struct rb_node *rb, *next;
 	int nid;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	for (nid = 0; nid < ksm_nr_node_ids; nid++) {
 		for (rb = rb_first(root_stable_tree + nid); rb; rb = next) {
 			next = rb_next(rb);
@@ -1313,7 +1600,9 @@ static int try_to_merge_with_kpage(struct ksm_rmap_item *item,
 		err = -EBUSY;
 		if (!folio_trylock(kfolio))
 			goto out_unlock;
+		/* Migrated meanwhile, or full: not the page to map. */
 		if (folio_stable_node(kfolio) != node ||
+		    READ_ONCE(node->kpfn) != folio_pfn(kfolio) ||
 		    node->rmap_hlist_len >= ksm_max_page_sharing)
 			goto out_unlock_both;
 		kpage = folio_page(kfolio, 0);
@@ -1344,9 +1633,13 @@ out_unlock:
 	folio_unlock(folio);
 out:
 	mmap_read_unlock(mm);
+	/* Traced as upstream: the KSM page's pfn; zero pages on their own. */
 	if (kfolio)
-		trace_ksm_merge_with_ksm_page(kfolio, page_to_pfn(page), item,
+		trace_ksm_merge_with_ksm_page(kfolio, folio_pfn(kfolio), item,
 					      mm, err);
+	else if (vma)
+		trace_ksm_merge_one_page(page_to_pfn(ZERO_PAGE(addr)), item,
+					 mm, err);
 	return err;
 }
 
@@ -1357,7 +1650,7 @@ out:
 static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 				  struct page *page,
 				  struct ksm_rmap_item *titem,
-				  struct page *tpage, u64 hash)
+				  struct page *tpage)
 {
 	struct mm_struct *mm = item->mm, *tmm = titem->mm;
 	unsigned long addr = item_addr(item), taddr = item_addr(titem);
@@ -1366,7 +1659,9 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	struct folio *folio, *tfolio;
 	void *old_mapping;
 	pte_t orig, torig;
+	bool replaced = false;
 	int err = -EFAULT;
+	u64 hash = 0;
 
 	mmap_read_lock(mm);
 	vma = find_mergeable_vma(mm, addr);
@@ -1384,8 +1679,11 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	if (!folio)
 		goto out_tmm;
 	tfolio = lock_small_folio(tpage, true);
-	if (!tfolio)
+	if (!tfolio) {
+		err = -EBUSY;
 		goto out_unlock;
+	}
+	err = -EFAULT;
 	if (folio == tfolio || !folio_test_anon(folio) ||
 	    folio_test_ksm(folio) || !folio_test_anon(tfolio) ||
 	    folio_test_ksm(tfolio))
@@ -1394,9 +1692,15 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	err = write_protect_page(vma, folio, page, addr, &orig);
 	if (!err)
 		err = write_protect_page(tvma, tfolio, tpage, taddr, &torig);
-	/* Both are read-only now: this compare is final. */
+	/*
+	 * Both are read-only now: this compare is final, and so is the hash
+	 * the new KSM page is filed under (the pages may both have changed
+	 * since they were hashed).
+	 */
 	if (!err && !pages_identical(page, tpage))
 		err = -EBUSY;
+	if (!err)
+		hash = page_hash(page);
 	if (!err) {
 		node = alloc_stable_node();
 		if (!node)
@@ -1412,6 +1716,7 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	folio_mark_dirty(folio);
 	old_mapping = folio->mapping;
 	folio_set_stable_node(folio, node);
+	replaced = true;
 	err = replace_page(tvma, tpage, page, taddr, torig);
 	if (err) {
 		/*
@@ -1438,7 +1743,16 @@ out_tmm:
 		mmap_read_unlock(tmm);
 out:
 	mmap_read_unlock(mm);
-	trace_ksm_merge_one_page(page_to_pfn(page), item, mm, err);
+	/*
+	 * Traced as upstream traces its two steps: @page made ready to be a
+	 * KSM page (no KSM page yet), then, if that worked, @tpage mapped
+	 * over by it.
+	 */
+	trace_ksm_merge_with_ksm_page(NULL, page_to_pfn(page), item, mm,
+				      replaced ? 0 : err);
+	if (replaced)
+		trace_ksm_merge_with_ksm_page(page, page_to_pfn(page), titem,
+					      tmm, err);
 	return err;
 }
 
@@ -1448,28 +1762,40 @@ out:
  */
 static struct page *get_mergeable_page(struct ksm_rmap_item *titem)
 {
+	unsigned long addr = item_addr(titem);
 	struct mm_struct *mm = titem->mm;
 	struct vm_area_struct *vma;
-	struct page *page = NULL;
-	struct folio_walk fw;
-	struct folio *folio;
+	struct ksm_cand cand;
+	struct page *page;
+	bool stop;
 
 	mmap_read_lock(mm);
-	vma = find_mergeable_vma(mm, item_addr(titem));
-	if (!vma)
-		goto out;
-	folio = folio_walk_start(&fw, vma, item_addr(titem), 0);
-	if (folio) {
-		__acquire(fw.ptl);	/* for sparse: the walk holds the lock */
-		if (folio_test_anon(folio) && !folio_test_ksm(folio) &&
-		    !folio_is_zone_device(folio) && !PageHWPoison(fw.page) &&
-		    folio_try_get(folio))
-			page = fw.page;
-		ksm_folio_walk_end(&fw, vma);
+	vma = find_mergeable_vma(mm, addr);
+	if (!vma ||
+	    !collect_candidates(vma, &addr, addr + PAGE_SIZE, &cand, 1, &stop)) {
+		mmap_read_unlock(mm);
+		return NULL;
 	}
-out:
 	mmap_read_unlock(mm);
+	page = cand.page;
+	if (folio_test_ksm(page_folio(page)) || PageHWPoison(page)) {
+		put_page(page);
+		return NULL;
+	}
 	return page;
+}
+
+static void unstable_tree_insert(struct ksm_rmap_item *item, u64 hash,
+				 int nid)
+{
+	lockdep_assert_held(&ksm_thread_mutex);
+
+	item->hash = hash;
+	rb_insert_by_hash(root_unstable_tree + nid, &item->node, hash,
+			  UNSTABLE_HASH_OFF);
+	item->address &= ~ITEM_SEQ_MASK;
+	item->address |= ITEM_UNSTABLE | (cur_seq() << ITEM_SEQ_SHIFT);
+	ksm_pages_unshared++;
 }
 
 /*
@@ -1514,11 +1840,7 @@ again:
 		put_page(tpage);
 	}
 
-	item->hash = hash;
-	rb_insert_by_hash(root, &item->node, hash, UNSTABLE_HASH_OFF);
-	item->address &= ~ITEM_SEQ_MASK;
-	item->address |= ITEM_UNSTABLE | (cur_seq() << ITEM_SEQ_SHIFT);
-	ksm_pages_unshared++;
+	unstable_tree_insert(item, hash, nid);
 	return NULL;
 }
 
@@ -1581,7 +1903,6 @@ static void adopt_ksm_page(struct ksm_rmap_item *item, struct page *page)
 	mmap_read_unlock(mm);
 }
 
-/* Process one scanned page: @page is mapped at @item's address. */
 /*
  * Smart scan: how many visits @item skips yet, counting this one.  A
  * skipped page is not read, but it still takes part in the scan under the
@@ -1599,7 +1920,9 @@ static bool item_skips_visit(struct ksm_rmap_item *item)
 	if (!skip)
 		return false;
 	item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT, skip - 1);
+	/* Not read: counted as skipped instead of scanned, as upstream does. */
 	ksm_pages_skipped++;
+	ksm_pages_scanned--;
 	return true;
 }
 
@@ -1620,6 +1943,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	u64 hash;
 	int nid, err;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	ksm_pages_scanned++;
 
 	/* Never read a poisoned page. */
@@ -1707,13 +2031,18 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 			return;
 		}
 	}
-	err = try_to_merge_two_pages(item, page, titem, tpage, hash);
+	err = try_to_merge_two_pages(item, page, titem, tpage);
 	put_page(tpage);
 	if (!err)
 		return;
-	/* Both stay out of the tree until their next visit. */
+	/*
+	 * @item stays out of the tree until its next visit.  The partner
+	 * goes back unless it is unusable: a lock we could not take, or our
+	 * page changing, must not hide it from its other duplicates.
+	 */
 	item->hash = hash;
-	titem->hash = hash;
+	if (err == -EBUSY || err == -ENOMEM)
+		unstable_tree_insert(titem, titem->hash, nid);
 }
 
 /* ---- scanning ---------------------------------------------------------- */
@@ -1728,6 +2057,7 @@ static struct ksm_rmap_item *get_next_item(struct ksm_mm_slot *slot,
 {
 	struct ksm_rmap_item *item;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	for (item = *ksm_scan.link; item && item_addr(item) < addr;
 	     item = *ksm_scan.link) {
 		*ksm_scan.link = item->rmap_list;
@@ -1748,110 +2078,11 @@ static struct ksm_rmap_item *get_next_item(struct ksm_mm_slot *slot,
 	return item;
 }
 
-/* The page @ptent maps at @addr, if it is anonymous memory ksmd handles. */
-static struct page *pte_candidate(struct vm_area_struct *vma,
-				  unsigned long addr, pte_t ptent)
-{
-	struct page *page = NULL;
-
-	if (pte_present(ptent))
-		page = vm_normal_page(vma, addr, ptent);
-	if (!page || !folio_test_anon(page_folio(page)) ||
-	    folio_is_zone_device(page_folio(page)))
-		return NULL;
-	return page;
-}
-
-/*
- * Collect candidate pages of @vma from *@addrp on, one PMD's worth of PTEs
- * under one page table lock at a time.  A large folio ends the batch, so
- * that we hold a single reference to it when splitting it.
- */
-static int collect_candidates(struct vm_area_struct *vma, unsigned long *addrp,
-			      struct ksm_cand *cand, int max, bool *stop)
-{
-	struct mm_struct *mm = vma->vm_mm;
-	unsigned long addr = *addrp, end = vma->vm_end;
-	int n = 0;
-
-	while (addr < end && n < max && !*stop) {
-		unsigned long next = pmd_addr_end(addr, end);
-		pte_t *start_pte, *pte;
-		spinlock_t *ptl;	/* page table (or PMD) lock */
-		pmd_t *pmd, pmde;
-
-		pmd = mm_find_pmd(mm, addr);
-		if (!pmd)
-			goto next_pmd;
-		pmde = pmdp_get_lockless(pmd);
-		if (pmd_trans_huge(pmde)) {
-			struct page *page = NULL;
-
-			if (n) {
-				*stop = true;
-				break;
-			}
-			ptl = pmd_lock(mm, pmd);
-			pmde = *pmd;
-			if (pmd_trans_huge(pmde))
-				page = vm_normal_page_pmd(vma, addr, pmde);
-			if (page) {
-				struct folio *folio = page_folio(page);
-
-				page += (addr & ~HPAGE_PMD_MASK) >> PAGE_SHIFT;
-				if (folio_test_anon(folio) &&
-				    folio_try_get(folio)) {
-					cand[n].addr = addr;
-					cand[n].page = page;
-					n++;
-				}
-			}
-			spin_unlock(ptl);
-			addr += PAGE_SIZE;
-			*stop = true;
-			break;
-		}
-		start_pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
-		if (!start_pte)
-			goto next_pmd;
-		__acquire(RCU);	/* for sparse: pte_offset_map_lock() took it */
-		for (pte = start_pte; addr < next && n < max;
-		     addr += PAGE_SIZE, pte++) {
-			struct page *page = pte_candidate(vma, addr,
-							  ptep_get(pte));
-			struct folio *folio;
-
-			if (!page)
-				continue;
-			folio = page_folio(page);
-			if (folio_test_large(folio) && n) {
-				*stop = true;
-				break;
-			}
-			if (!folio_try_get(folio))
-				continue;
-			cand[n].addr = addr;
-			cand[n].page = page;
-			n++;
-			if (folio_test_large(folio)) {
-				addr += PAGE_SIZE;
-				*stop = true;
-				break;
-			}
-		}
-		pte_unmap_unlock(start_pte, ptl);
-		continue;
-next_pmd:
-		addr = next;
-	}
-	*addrp = addr;
-	return n;
-}
-
 static void ksm_start_full_scan(void)
 {
 	int nid;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	ksm_scan.seqnr++;
 	for (nid = 0; nid < ksm_nr_node_ids; nid++)
 		root_unstable_tree[nid] = RB_ROOT;
@@ -1864,7 +2095,7 @@ static void ksm_start_full_scan(void)
 	}
 	ksm_advisor_scan_start = ktime_get();
 	ksm_advisor_cpu_start = task_sched_runtime(current);
-	trace_ksm_start_scan(ksm_scan.seqnr, ksm_rmap_items);
+	trace_ksm_start_scan(READ_ONCE(ksm_full_scans), ksm_rmap_items);
 }
 
 static void ksm_advisor_end_scan(void)
@@ -1893,7 +2124,33 @@ static void ksm_advisor_end_scan(void)
 	want = clamp(want, ksm_advisor_min_pages_to_scan,
 		     ksm_advisor_max_pages_to_scan);
 	WRITE_ONCE(ksm_thread_pages_to_scan, want);
-	trace_ksm_advisor(scan_ns, want, cpu_percent);
+	/* In whole seconds, at least 1, as upstream reports it. */
+	trace_ksm_advisor(max_t(s64, div_s64(scan_ns, NSEC_PER_SEC), 1), want,
+			  cpu_percent);
+}
+
+/*
+ * A pass walks the mms registered before it began, in list order.  The
+ * others (a fork storm adds them faster than ksmd walks) wait for the end
+ * of the walk, where each mm registered until then is walked from its
+ * start (a rewind), and so is each range made mergeable behind the
+ * cursor: once per mm and pass.  Mms registered while the rewinds run are
+ * taken along too, as many as the regular walk entered (at least
+ * KSM_LATE_REWINDS); past that they wait for the next pass.  So a pass
+ * takes at most about twice its regular walk, however fast mms come, and
+ * a counted pass has walked every mm registered before its rewinds began,
+ * and the later ones unless they came faster than ksmd walks.
+ */
+#define KSM_LATE_REWINDS	16
+
+/* The next mm of the regular walk after @slot, or the head. */
+static struct ksm_mm_slot *next_walk_slot_locked(struct ksm_mm_slot *slot)
+{
+	lockdep_assert_held(&ksm_mmlist_lock);
+	do {
+		slot = list_next_entry(slot, slot.mm_node);
+	} while (slot != &ksm_mm_head && slot->seq > ksm_scan.start_seq);
+	return slot;
 }
 
 /*
@@ -1904,9 +2161,21 @@ static struct ksm_mm_slot *ksm_pass_end_locked(unsigned long *addr)
 {
 	struct ksm_mm_slot *slot;
 
+	lockdep_assert_held(&ksm_mmlist_lock);
+	if (!ksm_scan.cut_taken) {
+		ksm_scan.cut_taken = true;
+		ksm_scan.cut_seq = ksm_enter_seq;
+		/* At most double the pass, and never fewer than a few. */
+		ksm_scan.late_rewinds = max_t(unsigned long, KSM_LATE_REWINDS,
+					      ksm_scan.walked);
+	}
 	list_for_each_entry(slot, &ksm_mm_head.slot.mm_node, slot.mm_node) {
+		bool late = slot->seq > ksm_scan.cut_seq;
+
+		if (late && !ksm_scan.late_rewinds)
+			continue;
 		if (slot->walk_pass != ksm_scan.pass) {
-			/* Registered after the cursor went by. */
+			/* Registered after the pass began. */
 			*addr = 0;
 		} else if (slot->rewind_pass == ksm_scan.pass &&
 			   slot->rewound_pass != ksm_scan.pass) {
@@ -1914,6 +2183,8 @@ static struct ksm_mm_slot *ksm_pass_end_locked(unsigned long *addr)
 		} else {
 			continue;
 		}
+		if (late)
+			ksm_scan.late_rewinds--;
 		slot->walk_pass = ksm_scan.pass;
 		slot->rewound_pass = ksm_scan.pass;
 		ksm_scan.rewinding = true;
@@ -1928,6 +2199,7 @@ static void ksm_request_rewind(struct mm_struct *mm, unsigned long start)
 {
 	struct ksm_mm_slot *slot;
 
+	mmap_assert_write_locked(mm);
 	spin_lock(&ksm_mmlist_lock);
 	slot = get_mm_slot(mm);
 	/* Not entered in this pass yet, or already rewound: nothing to do. */
@@ -1948,12 +2220,14 @@ static void ksm_end_full_scan(void)
 {
 	ksm_need_drain = true;
 	ksm_advisor_end_scan();
-	trace_ksm_stop_scan(ksm_scan.seqnr, ksm_rmap_items);
+	/* Counted already: report the number it started with, as upstream. */
+	trace_ksm_stop_scan(READ_ONCE(ksm_full_scans) - 1, ksm_rmap_items);
 }
 
-/* Take @slot off the hash and the scan list; under ksm_mmlist_lock. */
+/* Take @slot off the hash and the scan list. */
 static void unlink_mm_slot(struct ksm_mm_slot *slot)
 {
+	lockdep_assert_held(&ksm_mmlist_lock);
 	hash_del(&slot->slot.hash);
 	list_del(&slot->slot.mm_node);
 }
@@ -1966,69 +2240,73 @@ static void release_mm_slot(struct ksm_mm_slot *slot)
 	mm_slot_free(mm_slot_cache, slot);
 	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
 	clear_bit(MMF_VM_MERGEABLE, &mm->flags);
-	trace_ksm_exit(mm);
 	mmdrop(mm);
 }
 
-/*
- * Fill @cand with up to @max pages from the current position of the scan,
- * attaching their items.  Returns the count, or -1 if nothing to scan.
- * Moving on to the next mm is a call of its own, that returns 0: the pass
- * ends (*@scan_done) only after the pages of its last batch are processed.
- */
-static int scan_collect(struct ksm_cand *cand, int max, bool *scan_done)
+/* Start a pass at the first mm; false if there is none. */
+static bool scan_start_pass(void)
 {
-	struct ksm_mm_slot *slot = ksm_scan.mm_slot, *next;
+	struct ksm_mm_slot *slot;
+
+	ksm_start_full_scan();
+	spin_lock(&ksm_mmlist_lock);
+	ksm_scan.pass++;
+	ksm_scan.rewinding = false;
+	ksm_scan.cut_taken = false;
+	ksm_scan.start_seq = ksm_enter_seq;
+	ksm_scan.walked = 1;
+	slot = next_walk_slot_locked(&ksm_mm_head);
+	slot->walk_pass = ksm_scan.pass;
+	ksm_scan.mm_slot = slot;
+	ksm_scan.address = 0;
+	ksm_scan.link = &slot->rmap_list;
+	spin_unlock(&ksm_mmlist_lock);
+	return slot != &ksm_mm_head;
+}
+
+/*
+ * Walk the mergeable VMAs of @mm from the cursor on, and fill @cand with
+ * up to @max pages.  Returns the count; *@done once the mm is walked.
+ */
+static int scan_walk_mm(struct mm_struct *mm, struct ksm_cand *cand, int max,
+			bool *done)
+{
+	VMA_ITERATOR(vmi, mm, ksm_scan.address);
 	struct vm_area_struct *vma;
-	unsigned long addr = 0;
-	struct mm_struct *mm;
-	bool stop = false, done = true, exited;
-	int n = 0, i;
+	bool stop = false;
+	int n = 0;
 
-	if (list_empty(&ksm_mm_head.slot.mm_node))
-		return -1;
-
-	if (slot == &ksm_mm_head) {
-		ksm_start_full_scan();
-		spin_lock(&ksm_mmlist_lock);
-		ksm_scan.pass++;
-		ksm_scan.rewinding = false;
-		slot = list_entry(slot->slot.mm_node.next, struct ksm_mm_slot,
-				  slot.mm_node);
-		slot->walk_pass = ksm_scan.pass;
-		ksm_scan.mm_slot = slot;
-		ksm_scan.address = 0;
-		ksm_scan.link = &slot->rmap_list;
-		spin_unlock(&ksm_mmlist_lock);
-		if (slot == &ksm_mm_head)
-			return -1;
-	}
-
-	mm = slot->slot.mm;
-	mmap_read_lock(mm);
-	if (!ksm_test_exit(mm)) {
-		VMA_ITERATOR(vmi, mm, ksm_scan.address);
-
-		for_each_vma(vmi, vma) {
-			if (!(vma->vm_flags & VM_MERGEABLE) || !vma->anon_vma)
-				continue;
-			if (ksm_scan.address < vma->vm_start)
-				ksm_scan.address = vma->vm_start;
-			n += collect_candidates(vma, &ksm_scan.address,
-						cand + n, max - n, &stop);
-			if (n >= max || stop) {
-				done = false;
-				break;
-			}
-			if (need_resched() || mmap_lock_is_contended(mm)) {
-				if (ksm_scan.address < vma->vm_end) {
-					done = false;
-					break;
-				}
-			}
-			cond_resched();
+	mmap_assert_locked(mm);
+	*done = true;
+	if (ksm_test_exit(mm))
+		return 0;
+	for_each_vma(vmi, vma) {
+		if (!(vma->vm_flags & VM_MERGEABLE) || !vma->anon_vma)
+			continue;
+		if (ksm_scan.address < vma->vm_start)
+			ksm_scan.address = vma->vm_start;
+		n += collect_candidates(vma, &ksm_scan.address, vma->vm_end,
+					cand + n, max - n, &stop);
+		/* Also give up the lock between VMAs, for a mm with many. */
+		if (stop || n >= max || need_resched() ||
+		    mmap_lock_is_contended(mm)) {
+			*done = false;
+			break;
 		}
 	}
+	return n;
+}
+
+/*
+ * Give each of the @n collected pages its item.  Without memory for one,
+ * drop the rest, to be collected again next time (*@done is cleared).
+ * Returns how many are kept.
+ */
+static int scan_attach_items(struct ksm_mm_slot *slot, struct ksm_cand *cand,
+			     int n, bool *done)
+{
+	int i, j;
+
 	for (i = 0; i < n; i++) {
 		cand[i].item = get_next_item(slot, cand[i].addr);
 		if (!cand[i].item)
@@ -2043,46 +2321,46 @@ static int scan_collect(struct ksm_cand *cand, int max, bool *scan_done)
 			remove_item_from_unstable(cand[i].item);
 	}
 	if (i < n) {
-		/* Out of memory: drop the rest, retry them next time. */
-		int j;
-
 		ksm_scan.address = cand[i].addr;
 		for (j = i; j < n; j++)
 			put_page(cand[j].page);
-		done = false;
-		n = i;
+		*done = false;
 	}
-	if (n && done) {
-		/*
-		 * This mm is walked.  Leave it on the next call, once these
-		 * pages are processed: the pass may end there.
-		 */
-		ksm_scan.address = ULONG_MAX;
-		done = false;
-	}
-	if (!done) {
-		mmap_read_unlock(mm);
-		return n;
-	}
+	return i;
+}
 
+/*
+ * The walk of @slot's mm is over: forget the items past its last page, or
+ * all of them if it exited, and move the cursor on: to the next mm, into
+ * a rewind, or to the end of the pass.  Drops the mmap_lock that the walk
+ * held.  Returns true if the pass ended.
+ */
+static bool scan_leave_mm(struct ksm_mm_slot *slot)
+{
+	struct mm_struct *mm = slot->slot.mm;
+	struct ksm_mm_slot *next;
+	unsigned long addr = 0;
+	bool exited;
+
+	mmap_assert_locked(mm);
 	/*
-	 * End of this mm: forget items past the last page, or all of them if
-	 * it exited (decided once: mm_users may drop meanwhile, and then
-	 * __ksm_exit() leaves the slot for the next pass).
+	 * Decided once: mm_users may drop meanwhile, and then __ksm_exit()
+	 * leaves the slot for the next pass.
 	 */
 	exited = ksm_test_exit(mm);
 	remove_trailing_items(exited ? &slot->rmap_list : ksm_scan.link);
 
 	spin_lock(&ksm_mmlist_lock);
-	next = ksm_scan.rewinding ? &ksm_mm_head :
-		list_next_entry(slot, slot.mm_node);
+	next = ksm_scan.rewinding ? &ksm_mm_head : next_walk_slot_locked(slot);
 	ksm_scan.rewinding = false;
 	if (exited)
 		unlink_mm_slot(slot);
-	if (next == &ksm_mm_head)
+	if (next == &ksm_mm_head) {
 		next = ksm_pass_end_locked(&addr);
-	else
+	} else {
 		next->walk_pass = ksm_scan.pass;
+		ksm_scan.walked++;
+	}
 	ksm_scan.mm_slot = next;
 	ksm_scan.address = addr;
 	ksm_scan.link = &next->rmap_list;
@@ -2096,7 +2374,46 @@ static int scan_collect(struct ksm_cand *cand, int max, bool *scan_done)
 		ksm_scan.link = &(*ksm_scan.link)->rmap_list;
 		cond_resched();
 	}
-	*scan_done = next == &ksm_mm_head;
+	return next == &ksm_mm_head;
+}
+
+/*
+ * Fill @cand with up to @max pages from the current position of the scan,
+ * attaching their items.  Returns the count, or -1 if nothing to scan.
+ * Moving on to the next mm is a call of its own, that returns 0: the pass
+ * ends (*@scan_done) only after the pages of its last batch are processed.
+ */
+static int scan_collect(struct ksm_cand *cand, int max, bool *scan_done)
+{
+	struct ksm_mm_slot *slot;
+	struct mm_struct *mm;
+	bool done;
+	int n;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	if (list_empty(&ksm_mm_head.slot.mm_node))
+		return -1;
+	if (ksm_scan.mm_slot == &ksm_mm_head && !scan_start_pass())
+		return -1;
+
+	slot = ksm_scan.mm_slot;
+	mm = slot->slot.mm;
+	mmap_read_lock(mm);
+	n = scan_walk_mm(mm, cand, max, &done);
+	n = scan_attach_items(slot, cand, n, &done);
+	if (n && done) {
+		/*
+		 * This mm is walked.  Leave it on the next call, once these
+		 * pages are processed: the pass may end there.
+		 */
+		ksm_scan.address = ULONG_MAX;
+		done = false;
+	}
+	if (!done) {
+		mmap_read_unlock(mm);
+		return n;
+	}
+	*scan_done = scan_leave_mm(slot);
 	return 0;
 }
 
@@ -2104,6 +2421,8 @@ static void ksm_do_scan(unsigned int budget)
 {
 	/* Only ksmd scans, under ksm_thread_mutex. */
 	static struct ksm_cand cand[KSM_BATCH];
+
+	lockdep_assert_held(&ksm_thread_mutex);
 
 	while (budget) {
 		bool scan_done = false;
@@ -2186,6 +2505,7 @@ int __ksm_enter(struct mm_struct *mm)
 	/* At the tail: ksmd gets to it at the end of its current pass. */
 	spin_lock(&ksm_mmlist_lock);
 	first = list_empty(&ksm_mm_head.slot.mm_node);
+	slot->seq = ++ksm_enter_seq;
 	list_add_tail(&slot->slot.mm_node, &ksm_mm_head.slot.mm_node);
 	mm_slot_insert(mm_slots_hash, mm, ms);
 	spin_unlock(&ksm_mmlist_lock);
@@ -2222,12 +2542,15 @@ void __ksm_exit(struct mm_struct *mm)
 			unlink_mm_slot(slot);
 			spin_unlock(&ksm_mmlist_lock);
 			release_mm_slot(slot);
+			trace_ksm_exit(mm);
 			return;
 		}
 		list_move(&slot->slot.mm_node,
 			  &ksm_scan.mm_slot->slot.mm_node);
 	}
 	spin_unlock(&ksm_mmlist_lock);
+	/* When the mm exits, as upstream, not when ksmd frees the slot. */
+	trace_ksm_exit(mm);
 }
 
 static void __ksm_add_vma(struct vm_area_struct *vma)
@@ -2369,6 +2692,7 @@ static int unmerge_and_remove_all_rmap_items(void)
 	struct ksm_mm_slot *slot, *next;
 	int err = 0;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	spin_lock(&ksm_mmlist_lock);
 	next = list_first_entry(&ksm_mm_head.slot.mm_node,
 				struct ksm_mm_slot, slot.mm_node);
@@ -2384,13 +2708,19 @@ static int unmerge_and_remove_all_rmap_items(void)
 		mmap_read_lock(mm);
 		if (!ksm_test_exit(mm))
 			err = unmerge_mm(mm);
-		remove_trailing_items(&slot->rmap_list);
+		/*
+		 * Stopped part way: what the mm still maps stays tracked,
+		 * unless it exited (decided once, under the lock: the slot
+		 * is freed below and must take no items with it).
+		 */
+		exited = ksm_test_exit(mm);
+		if (!err || exited)
+			remove_trailing_items(&slot->rmap_list);
 		mmap_read_unlock(mm);
 
 		spin_lock(&ksm_mmlist_lock);
 		next = list_next_entry(slot, slot.mm_node);
 		ksm_scan.mm_slot = next;
-		exited = ksm_test_exit(mm);
 		if (exited)
 			unlink_mm_slot(slot);
 		spin_unlock(&ksm_mmlist_lock);
@@ -2407,7 +2737,13 @@ static int unmerge_and_remove_all_rmap_items(void)
 	ksm_scan.mm_slot = &ksm_mm_head;
 	ksm_scan.rewinding = false;
 	spin_unlock(&ksm_mmlist_lock);
-	ksm_scan.seqnr++;
+	if (err) {
+		/* Items that are left start the next pass out of the trees. */
+		forget_unstable_trees();
+	} else {
+		/* As upstream: full_scans counts from a successful run=2. */
+		WRITE_ONCE(ksm_full_scans, 0);
+	}
 	return err;
 }
 
@@ -2526,19 +2862,31 @@ void collect_procs_ksm(struct folio *folio, struct page *page,
 #endif
 
 #ifdef CONFIG_MIGRATION
-/* @newfolio took @folio's place: the node follows it to its new pfn. */
+/*
+ * @newfolio took @folio's place: the node follows it to its new pfn, and
+ * the old folio stops naming the node.  Both folios are locked.  Someone
+ * may still hold a reference to the old folio, taken after migration
+ * checked the refcount: whoever locks it later must see it is no longer
+ * the node's page, or it would map a page whose node goes away with the
+ * new one.
+ */
 void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 {
 	struct ksm_stable_node *node = folio_stable_node(folio);
 
+	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
 	VM_WARN_ON_FOLIO(!folio_test_locked(newfolio) ||
 			 newfolio->mapping != folio->mapping, newfolio);
 	if (!node)
 		return;
 	ksm_race_delay();
 	WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
-	/* Pairs with the smp_rmb()s in get_ksm_folio(). */
+	/*
+	 * Pairs with the smp_rmb()s in get_ksm_folio(): the new kpfn is seen
+	 * before the old folio's mapping goes stale.
+	 */
 	smp_wmb();
+	WRITE_ONCE(folio->mapping, node_mapping(NULL));
 }
 #endif
 
@@ -2554,8 +2902,13 @@ static bool swapin_needs_copy(struct folio *folio, struct vm_area_struct *vma,
 {
 	struct anon_vma *anon_vma;
 
+	/*
+	 * A KSM page swapped out of a range that was unmerged since (or
+	 * moved by mremap) would come back where no item tracks it.
+	 */
 	if (folio_test_ksm(folio))
 		return !folio_stable_node(folio) ||
+		       !(vma->vm_flags & VM_MERGEABLE) ||
 		       (READ_ONCE(ksm_run) & KSM_RUN_UNMERGE);
 	anon_vma = folio_anon_vma(folio);
 	if (!anon_vma)
@@ -2624,16 +2977,18 @@ static int ksm_memory_callback(struct notifier_block *self,
 
 	mutex_lock(&ksm_thread_mutex);
 	if (action == MEM_GOING_OFFLINE) {
-		ksm_run |= KSM_RUN_OFFLINE;
+		WRITE_ONCE(ksm_run, ksm_run | KSM_RUN_OFFLINE);
 	} else {
 		if (action == MEM_OFFLINE)
 			sweep_stable_nodes(mn->start_pfn,
 					   mn->start_pfn + mn->nr_pages, false);
-		ksm_run &= ~KSM_RUN_OFFLINE;
+		WRITE_ONCE(ksm_run, ksm_run & ~KSM_RUN_OFFLINE);
 	}
 	mutex_unlock(&ksm_thread_mutex);
-	if (action != MEM_GOING_OFFLINE)
+	if (action != MEM_GOING_OFFLINE) {
+		wake_up_all(&ksm_offline_wait);
 		wake_up_interruptible(&ksm_thread_wait);
+	}
 	return NOTIFY_OK;
 }
 #endif
@@ -2681,6 +3036,7 @@ enum ksm_parse {
 	KP_NONE,	/* read-only, or a word parsed by its own setter */
 	KP_BOOL,	/* kstrtobool(); anything it refuses is EINVAL */
 	KP_NUM,		/* decimal unsigned long; any parse error is EINVAL */
+	KP_ULONG,	/* decimal unsigned long; the kstrtoul() errno is passed on */
 	KP_INT,		/* decimal int; the kstrtoint() errno is passed on */
 };
 
@@ -2797,6 +3153,22 @@ static ssize_t ksm_file_show(struct kobject *kobj, struct kobj_attribute *attr,
 }
 
 /*
+ * Take ksm_thread_mutex for a write that re-files or unmerges, once no
+ * memory is on its way offline: the stable tree must not change while
+ * pages migrate out of the range.  Such writers wait, as upstream's do.
+ */
+static void ksm_lock_online(void)
+{
+	mutex_lock(&ksm_thread_mutex);
+	while (ksm_run & KSM_RUN_OFFLINE) {
+		mutex_unlock(&ksm_thread_mutex);
+		wait_event(ksm_offline_wait,
+			   !(READ_ONCE(ksm_run) & KSM_RUN_OFFLINE));
+		mutex_lock(&ksm_thread_mutex);
+	}
+}
+
+/*
  * run: 1 lets ksmd merge, 0 stops it, 2 stops it and unmerges everything
  * with ksmd held off by ksm_thread_mutex.  If unmerging fails part way (out
  * of memory, a signal), KSM is left stopped and the error is returned;
@@ -2804,19 +3176,18 @@ static ssize_t ksm_file_show(struct kobject *kobj, struct kobj_attribute *attr,
  */
 static int ksm_set_run(unsigned long mode)
 {
-	unsigned long offline;
 	int err = 0;
 
-	mutex_lock(&ksm_thread_mutex);
-	offline = ksm_run & KSM_RUN_OFFLINE;
-	if ((ksm_run & ~KSM_RUN_OFFLINE) != mode) {
-		ksm_run = mode | offline;
+	/* No memory is going offline while we hold the mutex after this. */
+	ksm_lock_online();
+	if (ksm_run != mode) {
+		WRITE_ONCE(ksm_run, mode);
 		if (mode == KSM_RUN_UNMERGE) {
 			set_current_oom_origin();
 			err = unmerge_and_remove_all_rmap_items();
 			clear_current_oom_origin();
 			if (err)
-				ksm_run = KSM_RUN_STOP | offline;
+				WRITE_ONCE(ksm_run, KSM_RUN_STOP);
 		}
 	}
 	mutex_unlock(&ksm_thread_mutex);
@@ -2838,6 +3209,7 @@ static int ksm_set_merge_across_nodes(unsigned long val)
 	struct rb_node *rb;
 	int nid;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 	if (ksm_merge_across_nodes == val)
 		return 0;
 	if (ksm_pages_shared)
@@ -2859,10 +3231,8 @@ static int ksm_set_merge_across_nodes(unsigned long val)
 			node->kind = NODE_MIGRATE;
 			list_add(&node->list, &migrate_nodes);
 		}
-		root_unstable_tree[nid] = RB_ROOT;
 	}
-	ksm_pages_unshared = 0;
-	ksm_scan.seqnr++;
+	forget_unstable_trees();
 	ksm_merge_across_nodes = val;
 	return 0;
 }
@@ -2960,6 +3330,11 @@ static int ksm_file_parse(const struct ksm_file *f, const char *buf,
 		if (kstrtoul(buf, 10, val))
 			return -EINVAL;
 		break;
+	case KP_ULONG:
+		err = kstrtoul(buf, 10, val);
+		if (err)
+			return err;
+		break;
 	case KP_INT:
 		err = kstrtoint(buf, 10, &n);
 		if (err)
@@ -2983,7 +3358,10 @@ static int ksm_file_update(const struct ksm_file *f, unsigned long val)
 	/* Writing back the current value is a no-op: skip the mutex. */
 	if ((unsigned long)ksm_file_value(f->id) == val)
 		return 0;
-	mutex_lock(&ksm_thread_mutex);
+	if (f->id == KF_MERGE_ACROSS_NODES)
+		ksm_lock_online();
+	else
+		mutex_lock(&ksm_thread_mutex);
 	err = ksm_file_set(f, val);
 	mutex_unlock(&ksm_thread_mutex);
 	return err;
@@ -3026,7 +3404,7 @@ static struct ksm_file ksm_files[] = {
 		 false),
 	KSM_KNOB(pages_to_scan, KF_PAGES_TO_SCAN, KP_NUM, 0, UINT_MAX, false),
 #ifdef CONFIG_NUMA
-	KSM_KNOB(merge_across_nodes, KF_MERGE_ACROSS_NODES, KP_NUM, 0, 1,
+	KSM_KNOB(merge_across_nodes, KF_MERGE_ACROSS_NODES, KP_ULONG, 0, 1,
 		 true),
 #endif
 	KSM_KNOB(use_zero_pages, KF_USE_ZERO_PAGES, KP_BOOL, 0, 1, false),

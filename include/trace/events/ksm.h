@@ -8,25 +8,26 @@
 #include <linux/tracepoint.h>
 
 DECLARE_EVENT_CLASS(ksm_scan_template,
-		    TP_PROTO(int seq, u32 rss),
-		    TP_ARGS(seq, rss),
+		    TP_PROTO(int seq, u32 rmap_entries),
+		    TP_ARGS(seq, rmap_entries),
 		    TP_STRUCT__entry(__field(int, seq)
-				     __field(u32, rss)),
+				     __field(u32, rmap_entries)),
 		    TP_fast_assign(__entry->seq = seq;
-				   __entry->rss = rss;),
-		    TP_printk("seq %d rss %d", __entry->seq, __entry->rss)
+				   __entry->rmap_entries = rmap_entries;),
+		    TP_printk("seq %d rmap size %d", __entry->seq,
+			      __entry->rmap_entries)
 );
 
-/* A full scan of all registered mms begins; rss = items tracked. */
+/* A full scan begins: seq = full scans so far, rmap_entries = items. */
 DEFINE_EVENT(ksm_scan_template, ksm_start_scan,
-	     TP_PROTO(int seq, u32 rss),
-	     TP_ARGS(seq, rss)
+	     TP_PROTO(int seq, u32 rmap_entries),
+	     TP_ARGS(seq, rmap_entries)
 );
 
-/* A full scan finished. */
+/* A full scan finished: seq as at its start. */
 DEFINE_EVENT(ksm_scan_template, ksm_stop_scan,
-	     TP_PROTO(int seq, u32 rss),
-	     TP_ARGS(seq, rss)
+	     TP_PROTO(int seq, u32 rmap_entries),
+	     TP_ARGS(seq, rmap_entries)
 );
 
 DECLARE_EVENT_CLASS(ksm_enter_exit_template,
