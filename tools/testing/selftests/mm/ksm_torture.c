@@ -9,7 +9,11 @@
  * patterns plus zero, unique and fast-changing pages, while ksmd scans flat
  * out and a controller thread flips the KSM knobs.  Each scenario adds its
  * own operations (fork, exec, mremap, madvise, THP, NUMA migration, swap,
- * compaction, soft offline, userfaultfd-wp, pinned I/O).  Every thread
+ * compaction, soft offline, userfaultfd-wp, pinned I/O).  The migrate
+ * scenario moves merged pages between NUMA nodes while they are unmerged
+ * (no KSM page may survive MADV_UNMERGEABLE), mremapped, forked, and while
+ * run=2 writers are killed part way; after a final run=2 no worker may map
+ * KSM memory.  Every thread
  * records what each of its pages must hold as a (value, alternative) pair
  * from which the whole page content is derived, and verifies all of its
  * pages at checkpoints and at the end.  A mismatch prints pid, address,
@@ -38,6 +42,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -74,6 +79,9 @@
 #define MAX_PAGES	128
 #define THP_PAGES	512
 #define SOFT_OFFLINE_BUDGET 16
+#define KPF_KSM		21
+#define RACE_DELAY	"/sys/kernel/debug/ksm/race_delay_us"
+#define MIGRATE_DELAY_US 100	/* race_delay_us in the migrate scenario */
 
 /* ------------------------------------------------------------------ */
 /* operations, scenarios, shared statistics                           */
@@ -108,6 +116,7 @@ struct scenario {
 	int weight;
 	bool thp_region;
 	bool memcg;
+	bool migrate;		/* the migrate scenario's extra checks */
 };
 
 static const struct scenario scenarios[] = {
@@ -126,6 +135,9 @@ static const struct scenario scenarios[] = {
 	{ "uffd-wp", BASE_OPS | B(OP_UFFD_WP), 1 },
 	{ "pin", BASE_OPS | B(OP_VMSPLICE) | B(OP_READ_FILE) | B(OP_ODIRECT), 1 },
 	{ "mixed", ~0ull, 3, true, true },
+	/* last: the seeds of the scenarios above stay as they were */
+	{ "migrate", BASE_OPS | B(OP_MOVE_PAGES) | B(OP_UNMERGE) |
+		B(OP_MREMAP_MOVE) | B(OP_FORK), 1, false, false, true },
 };
 
 #define NR_SCEN ((int)ARRAY_SIZE(scenarios))
@@ -141,6 +153,8 @@ struct shared {
 	long child_fail;
 	long soft_offline_budget;
 	long compact_ms;	/* last compaction, ms since start */
+	int parked;		/* migrate: workers waiting for the final run=2 */
+	int unmerged;		/* migrate: the final run=2 is done */
 };
 
 static struct shared *sh;
@@ -278,6 +292,7 @@ struct tctx {
 	long mism;
 	int memfd;		/* pattern file for read(2) */
 	int diofd;		/* O_DIRECT scratch file, -1 if none */
+	int flip;		/* migrate: node of the next move_pages */
 	pthread_t th;
 };
 
@@ -655,6 +670,52 @@ static void do_madv(struct tctx *t, struct region *r, enum op op)
 	op_done(op);
 }
 
+static int pagemap_fd = -1, kpageflags_fd = -1;
+
+#define KSM_LEFT_FMT \
+	"pid %d: page %zu of %zu at %p is a KSM page after MADV_UNMERGEABLE\n"
+
+/* 1: a KSM page is mapped at @p, 0: another page, -1: none present. */
+static int ksm_mapped_at(const char *p)
+{
+	uint64_t e, flags;
+
+	if (pread(pagemap_fd, &e, sizeof(e),
+		  (unsigned long)p / ps * sizeof(e)) != sizeof(e) ||
+	    !(e & BIT_ULL(63)))
+		return -1;
+	e &= BIT_ULL(55) - 1;
+	if (!e || pread(kpageflags_fd, &flags, sizeof(flags),
+			e * sizeof(flags)) != sizeof(flags))
+		return -1;
+	return !!(flags & BIT_ULL(KPF_KSM));
+}
+
+/*
+ * Migrate scenario: MADV_UNMERGEABLE of [lo, hi) of @r just returned, so
+ * no KSM page may be mapped there (nothing merges into a VMA that is not
+ * mergeable).  A page under migration is read first: that waits for it.
+ */
+static void check_unmerged(struct region *r, size_t lo, size_t hi)
+{
+	if (!W.sc->migrate || pagemap_fd < 0 || kpageflags_fd < 0)
+		return;
+	for (size_t i = lo; i < hi && i < r->n; i++) {
+		char *p = r->addr + i * ps;
+		int k = ksm_mapped_at(p);
+
+		if (k < 0) {
+			(void)READ_ONCE(*p);
+			k = ksm_mapped_at(p);
+		}
+		if (k > 0) {
+			ksft_print_msg(KSM_LEFT_FMT, getpid(), i, r->n, p);
+			op_error(OP_UNMERGE, EEXIST, "unmerge");
+			return;
+		}
+	}
+}
+
 static void do_unmerge(struct tctx *t, struct region *r)
 {
 	size_t lo, hi;
@@ -668,11 +729,13 @@ static void do_unmerge(struct tctx *t, struct region *r)
 		if (madvise(r->addr, r->n * ps, MADV_UNMERGEABLE))
 			return op_error(OP_UNMERGE, errno, "UNMERGEABLE");
 		r->unmerged = true;
+		check_unmerged(r, 0, r->n);
 	} else {
 		sub_range(t, r, &lo, &hi);
 		if (madvise(r->addr + lo * ps, (hi - lo) * ps,
 			    MADV_UNMERGEABLE))
 			return op_error(OP_UNMERGE, errno, "UNMERGEABLE part");
+		check_unmerged(r, lo, hi);
 		t->mism += verify_range("unmerge", r, lo, hi);
 		if (madvise(r->addr + lo * ps, (hi - lo) * ps, MADV_MERGEABLE))
 			return op_error(OP_UNMERGE, errno, "MERGEABLE part");
@@ -753,6 +816,23 @@ static void do_move_pages(struct tctx *t, struct region *r)
 
 	if (nr_nodes < 2)
 		return op_skip(OP_MOVE_PAGES, ENODEV);
+	if (W.sc->migrate) {
+		/* the whole region to the other node, KSM pages and all */
+		int nid = t->flip++ & 1;
+
+		for (lo = 0; lo < r->n; lo += k) {
+			k = r->n - lo < 16 ? r->n - lo : 16;
+			for (size_t i = 0; i < k; i++) {
+				pages[i] = r->addr + (lo + i) * ps;
+				nodes[i] = nid;
+			}
+			if (move_pages(0, k, pages, nodes, status,
+				       MPOL_MF_MOVE_ALL) < 0)
+				return op_skip(OP_MOVE_PAGES, errno);
+		}
+		t->mism += verify_region("move_pages", r);
+		return op_done(OP_MOVE_PAGES);
+	}
 	sub_range(t, r, &lo, &hi);
 	k = hi - lo;
 	for (size_t i = 0; i < k; i++) {
@@ -1264,6 +1344,17 @@ out:
 
 static enum op pick_op(struct tctx *t)
 {
+	if (W.sc->migrate) {
+		/* mostly migration against unmerging, some mremap */
+		static const enum op mig[] = {
+			OP_MOVE_PAGES, OP_MOVE_PAGES, OP_MOVE_PAGES,
+			OP_UNMERGE, OP_UNMERGE, OP_MREMAP_MOVE,
+		};
+		long x = rndn(&t->rng, 2 * ARRAY_SIZE(mig));
+
+		if (x < (long)ARRAY_SIZE(mig))
+			return mig[x];
+	}
 	for (;;) {
 		long x = rndn(&t->rng, NR_OPS + 6);
 		enum op op;
@@ -1440,6 +1531,29 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Migrate scenario, at the end: wait for the parent's final run=2, then
+ * this process may map no KSM memory.  False if it does.
+ */
+static bool migrate_final_check(void)
+{
+	double deadline = ksm_now() + 180;
+	long kb;
+
+	ADD(sh->parked, 1);
+	while (!READ_ONCE(sh->unmerged) && ksm_now() < deadline)
+		usleep(20000);
+	if (!READ_ONCE(sh->unmerged))
+		return true;	/* the parent reports it */
+	kb = ksm_smaps_rollup_kb("KSM");
+	if (kb) {
+		ksft_print_msg("pid %d maps %ld kB of KSM memory after the final run=2\n",
+			       getpid(), kb);
+		return false;
+	}
+	return true;
+}
+
 static int worker_main(int wid, const struct scenario *sc, uint64_t seed,
 		       double deadline, const char *cgroup)
 {
@@ -1475,6 +1589,10 @@ static int worker_main(int wid, const struct scenario *sc, uint64_t seed,
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&W.lock, &attr);
+	if (sc->migrate) {
+		pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
+		kpageflags_fd = open("/proc/kpageflags", O_RDONLY);
+	}
 
 	for (int i = 0; i < NR_THREADS; i++) {
 		struct tctx *t = &W.t[i];
@@ -1500,6 +1618,8 @@ static int worker_main(int wid, const struct scenario *sc, uint64_t seed,
 	for (int i = 0; i < NR_THREADS; i++)
 		mism += W.t[i].mism;
 	fflush(stdout);
+	if (sc->migrate && !migrate_final_check())
+		return 3;
 	return mism ? 1 : 0;
 }
 
@@ -1510,6 +1630,8 @@ static int ctl_stop;
 static long ctl_errors, ctl_busy, ctl_max_sharing, ctl_max_zero;
 static uint64_t ctl_rng;
 static bool ctl_advisor;	/* scan-time active */
+static bool ctl_migrate;	/* the migrate scenario: kill run=2 writers */
+static bool have_race_delay;	/* debug kernel fault injection knob */
 
 static void ctl_write(const char *name, long val, bool busy_ok)
 {
@@ -1543,6 +1665,44 @@ static void ctl_settle_and(const char *name, long val)
 	ksm_wait_for(ksm_nothing_shared, NULL, 5);
 	ctl_write(name, val, true);
 	ctl_write("run", 1, false);
+}
+
+/* A run=2 writer SIGKILLed part way (or not: it may be quicker). */
+static void ctl_killed_run2(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		ctl_errors++;
+		return;
+	}
+	if (!pid)
+		_exit(ksm_write("run", 2) ? 1 : 0);
+	usleep(rndn(&ctl_rng, 40000));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ctl_write("run", 1, false);
+}
+
+static void race_delay_set(unsigned int us)
+{
+	char buf[32];
+	int fd, n;
+
+	if (!have_race_delay)
+		return;
+	fd = open(RACE_DELAY, O_WRONLY);
+	if (fd < 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "%u", us);
+	if (write(fd, buf, n) != n)
+		ksft_print_msg("race_delay_us=%u: %s\n", us, strerror(errno));
+	close(fd);
+}
+
+static void race_delay_off(void)
+{
+	race_delay_set(0);
 }
 
 static void *controller_main(void *arg)
@@ -1615,6 +1775,10 @@ static void *controller_main(void *arg)
 			ctl_write("stable_node_chains_prune_millisecs",
 				  rndn(&ctl_rng, 3) ? 2000 : rndn(&ctl_rng, 20),
 				  false);
+			break;
+		case 15: case 16: case 17:
+			if (ctl_migrate)
+				ctl_killed_run2();
 			break;
 		default:
 			/* mostly: leave ksmd running flat out */
@@ -1774,6 +1938,37 @@ static void cgroup_teardown(void)
 #define SCENARIO_FAIL_FMT \
 	"%s: %ld mismatches, %ld failed children, %d failed workers, %ld op errors, %ld knob errors\n"
 
+static bool workers_parked(void *arg)
+{
+	return READ_ONCE(sh->parked) >= *(int *)arg;
+}
+
+/*
+ * Migrate scenario, once the workers stopped: stop the controller, wait for
+ * the workers to park, unmerge everything with run=2 (retried if a signal
+ * cut it short) and let the workers check that they map no KSM memory.
+ */
+static void migrate_final_unmerge(int nw, pthread_t ctl)
+{
+	int err = -1;
+
+	WRITE_ONCE(ctl_stop, 1);
+	pthread_join(ctl, NULL);
+	race_delay_off();
+	if (!ksm_wait_for(workers_parked, &nw, 120))
+		ksft_print_msg("migrate: %d of %d workers parked\n",
+			       READ_ONCE(sh->parked), nw);
+	ksm_write_str("advisor_mode", "none");
+	ctl_advisor = false;
+	for (int i = 0; i < 5 && err; i++)
+		err = ksm_write("run", 2);
+	if (err) {
+		ctl_errors++;
+		ksft_print_msg("migrate: final run=2: %s\n", strerror(-err));
+	}
+	WRITE_ONCE(sh->unmerged, 1);
+}
+
 static bool run_scenario(int s, double secs, uint64_t seed)
 {
 	const struct scenario *sc = &scenarios[s];
@@ -1783,6 +1978,7 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 	pid_t pids[NR_WORKERS];
 	int bad_exit = 0, nw = 0;
 	double start = ksm_now(), deadline = start + secs, kill_at;
+	bool ctl_joined = false;
 	pthread_t ctl;
 	char line[1024];
 	int len = 0;
@@ -1793,6 +1989,11 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 	ctl_fast();
 	ctl_max_sharing = 0;
 	ctl_max_zero = 0;
+	ctl_migrate = sc->migrate;
+	WRITE_ONCE(sh->parked, 0);
+	WRITE_ONCE(sh->unmerged, 0);
+	if (sc->migrate)
+		race_delay_set(MIGRATE_DELAY_US);
 	WRITE_ONCE(ctl_stop, 0);
 	ctl_rng = seed ^ 0xC0117011ull ^ ((uint64_t)s << 32);
 	WRITE_ONCE(sh->stop, 0);
@@ -1817,6 +2018,10 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 	while (ksm_now() < deadline)
 		usleep(50000);
 	WRITE_ONCE(sh->stop, 1);
+	if (sc->migrate) {
+		migrate_final_unmerge(nw, ctl);
+		ctl_joined = true;
+	}
 	/* bounded wait: final verification can be slow on a debug guest */
 	kill_at = ksm_now() + 120;
 	for (int w = 0; w < nw; w++) {
@@ -1837,8 +2042,10 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 			bad_exit++;
 		}
 	}
-	WRITE_ONCE(ctl_stop, 1);
-	pthread_join(ctl, NULL);
+	if (!ctl_joined) {
+		WRITE_ONCE(ctl_stop, 1);
+		pthread_join(ctl, NULL);
+	}
 	ctl_fast();
 
 	len += snprintf(line + len, sizeof(line) - len, "%s: ", sc->name);
@@ -2016,6 +2223,11 @@ int main(int argc, char **argv)
 		       duration, NR_WORKERS, NR_THREADS, nr_nodes,
 		       have_swap ? "on" : "off");
 	ksm_save(&saved);
+	if (access(RACE_DELAY, F_OK))
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	have_race_delay = !access(RACE_DELAY, W_OK);
+	race_delay_off();
+	atexit(race_delay_off);
 	if (!ksm_settle(60))
 		ksft_print_msg("warning: KSM pages still shared at start\n");
 	zero_pages_start = ksm_read("ksm_zero_pages");
