@@ -109,6 +109,7 @@ int main(void)
 	int kmsg, fds[2], splats;
 	double t0, took;
 	bool madv = false;
+	char *own;
 	pid_t k;
 
 	ksft_print_header();
@@ -126,7 +127,17 @@ int main(void)
 		ksm_restore(&saved);
 		ksft_exit_fail_msg("cannot throttle ksmd\n");
 	}
-	/* Without the storm, throttled ksmd ends passes: nothing to scan. */
+	/*
+	 * Without the storm, throttled ksmd ends passes over this process's
+	 * few pages (with nothing registered, ksmd would not scan at all).
+	 */
+	own = mmap(NULL, 16 * page_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (own == MAP_FAILED || madvise(own, 16 * page_size, MADV_MERGEABLE)) {
+		ksm_restore(&saved);
+		ksft_exit_fail_msg("own mergeable area: %s\n", strerror(errno));
+	}
+	memset(own, 1, 16 * page_size);
 	if (!ksm_wait_scans(1, 30)) {
 		ksm_restore(&saved);
 		ksft_exit_fail_msg("no full scan without a storm\n");
