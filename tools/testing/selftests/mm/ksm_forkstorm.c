@@ -36,8 +36,8 @@
 #define PAGES_TO_SCAN	32	/* with SLEEP_MS: 640 pages/s at most */
 #define SLEEP_MS	50
 #define WORKER_PAGES	256	/* 1 MiB per worker */
-#define NLIVE		16	/* workers alive at once */
-#define LIFE_MS		400	/* a worker's life after touching its pages */
+#define NLIVE		8	/* workers alive at once */
+#define LIFE_MS		1000	/* a worker's life after touching its pages */
 
 static long page_size;
 static int stop;		/* set by SIGTERM */
