@@ -7,7 +7,8 @@
  * MPOL_MF_MOVE_ALL) in a loop, while the main thread unmerges the range
  * (MADV_UNMERGEABLE), checks every page and every byte, registers it again
  * (MADV_MERGEABLE), and every fourth round moves it away and back with
- * mremap (which unmerges it too).
+ * mremap (which unmerges it too).  Each round, the mover pauses until the
+ * pages merged again (bounded), and gets a head start on the unmerge.
  *
  * Once MADV_UNMERGEABLE has returned, no page of the range may be a KSM page
  * (pagemap PFN + /proc/kpageflags KPF_KSM, and the VMA's smaps "KSM:"):
@@ -57,6 +58,7 @@
 #define NPROC		2
 #define NR		256
 #define DELAY_US	500
+#define MOVE_HEAD_START_US 30000	/* the mover starts a batch first */
 #define ID_BASE		5300
 #define KPF_KSM		21
 #define RACE_DELAY	"/sys/kernel/debug/ksm/race_delay_us"
@@ -65,6 +67,7 @@ static long page_size;
 static int node[2];
 static bool have_knob;
 static int stop_mover;
+static int pause_mover;		/* while the pages merge again */
 static char *area;		/* the range the mover moves */
 
 /* ---- debugfs race_delay_us ---- */
@@ -144,6 +147,10 @@ static void *mover(void *arg)
 	for (int k = 0; !READ_ONCE(stop_mover); k++) {
 		char *a = READ_ONCE(area);
 
+		if (READ_ONCE(pause_mover)) {
+			usleep(1000);
+			continue;
+		}
 		for (int i = 0; i < NR; i++) {
 			pages[i] = a + i * page_size;
 			nodes[i] = node[k & 1];
@@ -249,8 +256,12 @@ static int worker(int idx, char *spare)
 	end = ksm_now() + RUN_S;
 	for (r.rounds = 0; r.rounds < MAX_ROUNDS && ksm_now() < end;
 	     r.rounds++) {
+		/* let them merge, then unmerge while they move */
+		WRITE_ONCE(pause_mover, 1);
 		if (ksm_wait_for(some_merged, NULL, MERGE_WAIT_S))
 			r.unmerges_of_merged++;
+		WRITE_ONCE(pause_mover, 0);
+		usleep(MOVE_HEAD_START_US);
 		if (madvise(a, len, MADV_UNMERGEABLE)) {
 			ksft_print_msg("%s: MADV_UNMERGEABLE: %s\n", what,
 				       strerror(errno));
