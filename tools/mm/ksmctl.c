@@ -369,7 +369,9 @@ static void j_int(const char *key, long long v)
 static void j_dbl(const char *key, double v, bool valid)
 {
 	j_key(key);
-	if (valid && isfinite(v))
+	if (valid && isfinite(v) && v != 0 && fabs(v) < 1)
+		printf("%.3g", v);	/* keep 3 digits of small values */
+	else if (valid && isfinite(v))
 		printf("%.3f", v);
 	else
 		fputs("null", stdout);
@@ -486,7 +488,9 @@ static double ksmd_cpu(const struct sample *a, const struct sample *b)
 
 static void fmt_duration(char *buf, size_t len, double secs)
 {
-	if (secs < 10)
+	if (secs < 1)
+		snprintf(buf, len, "%.1f ms", secs * 1000);
+	else if (secs < 10)
 		snprintf(buf, len, "%.2f s", secs);
 	else if (secs < 120)
 		snprintf(buf, len, "%.0f s", secs);
@@ -545,7 +549,7 @@ static void add_warning(struct status *st, const char *fmt, ...)
  */
 static void collect_status(struct status *st, double secs)
 {
-	long long scans, prev, n_ends = 0;
+	long long scans, prev, first_scans = -1, last_scans = -1;
 	double first_end = 0, last_end = 0, end;
 
 	memset(st, 0, sizeof(*st));
@@ -559,11 +563,14 @@ static void collect_status(struct status *st, double secs)
 		if (scans != prev) {
 			double t = now();
 
-			if (!n_ends)
+			/* Whole scans between the first and the last end seen */
+			if (first_scans < 0) {
 				first_end = t;
-			else
+				first_scans = scans;
+			} else {
 				last_end = t;
-			n_ends += scans - prev;
+				last_scans = scans;
+			}
 			prev = scans;
 		}
 	}
@@ -571,8 +578,8 @@ static void collect_status(struct status *st, double secs)
 	st->rate = secs > 0 ? scan_rate(&st->a, &st->b) : 0;
 	st->cpu = secs > 0 ? ksmd_cpu(&st->a, &st->b) : -1;
 	st->scan_secs = -1;
-	if (n_ends >= 2 && last_end > first_end) {
-		st->scan_secs = (last_end - first_end) / (n_ends - 1);
+	if (last_scans > first_scans && first_scans >= 0) {
+		st->scan_secs = (last_end - first_end) / (last_scans - first_scans);
 		st->scan_how = "measured";
 	} else if (st->rate > 0) {
 		long long items = st->b.v[S_SHARED] + st->b.v[S_SHARING] +
