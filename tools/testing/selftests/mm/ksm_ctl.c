@@ -482,10 +482,10 @@ static int test_help(void)
 			show_result(cmds[i]);
 			ret = KSFT_FAIL;
 		}
-		if (CTL("help", cmds[i]) || !strstr(R.out, want)) {
-			show_result(cmds[i]);
-			ret = KSFT_FAIL;
-		}
+	}
+	if (CTL("help", "tune") || !strstr(R.out, "usage: ksmctl tune")) {
+		show_result("help tune");
+		ret = KSFT_FAIL;
 	}
 	return ret;
 }
@@ -1085,9 +1085,7 @@ static int test_warnings(void)
 
 	if (ksm_write("pages_to_scan", 1) || ksm_write("sleep_millisecs", 1000))
 		return KSFT_FAIL;
-	usleep(1100000);
-	CTL("status", "-d", "2.5");
-	echo_output("ksmctl status -d 2.5 (pages_to_scan=1, sleep_millisecs=1000)");
+	usleep(500000);
 	if (CTL("status", "--json", "-d", "2.5") || !json_valid(R.out)) {
 		show_result("status --json -d 2.5 (slow)");
 		ksm_fast();
