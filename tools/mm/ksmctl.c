@@ -776,11 +776,16 @@ struct proc {
 	const char *how;
 };
 
-/* "prctl", "madvise" or "-" from the smaps VmFlags of @pid. */
+/*
+ * "prctl", "madvise" or "-" from the smaps VmFlags ("mg") of @pid, for
+ * kernels without ksm_merge_any in ksm_stat.  PR_SET_MEMORY_MERGE marks
+ * every compatible VMA, file mappings too; madvise users mark their own
+ * anonymous areas, not the heap, stack or program text.
+ */
 static const char *mergeable_from_smaps(pid_t pid)
 {
 	char path[64], line[512], name[256];
-	bool any = false, anon_vma = false;
+	bool any = false, prctl_vma = false;
 	const char *how = "-";
 	FILE *f;
 
@@ -797,15 +802,15 @@ static const char *mergeable_from_smaps(pid_t pid)
 		    off > 0 && line[strspn(line, "0123456789abcdef")] == '-') {
 			snprintf(name, sizeof(name), "%s", line + off);
 			name[strcspn(name, "\n")] = '\0';
-			anon_vma = !strcmp(name, "[stack]") ||
-				   !strcmp(name, "[heap]");
+			/* Only prctl marks the stack, heap or file mappings */
+			prctl_vma = !strcmp(name, "[stack]") ||
+				   !strcmp(name, "[heap]") || name[0] == '/';
 			continue;
 		}
 		if (strncmp(line, "VmFlags:", 8) || !strstr(line, " mg"))
 			continue;
 		any = true;
-		/* Nobody madvises their stack: PR_SET_MEMORY_MERGE did. */
-		if (anon_vma) {
+		if (prctl_vma) {
 			how = "prctl";
 			break;
 		}

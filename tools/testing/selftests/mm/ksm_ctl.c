@@ -824,6 +824,44 @@ static int child_check(void)
 	return WEXITSTATUS(st);
 }
 
+static bool has_rmap_items(void *arg)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", *(pid_t *)arg);
+	return ksm_file_field(path, "ksm_rmap_items", ' ') > 0;
+}
+
+/* A process started by ksmctl run shows in top as merging by prctl. */
+static int run_in_top(const char *self)
+{
+	char ent[512], how[32] = "";
+	int ret = KSFT_PASS;
+	pid_t pid = fork();
+
+	if (!pid) {
+		execl(ksmctl, "ksmctl", "run", self, "--hold", (char *)NULL);
+		_exit(126);
+	}
+	if (pid < 0)
+		return KSFT_FAIL;
+	if (!ksm_wait_for(has_rmap_items, &pid, 20)) {
+		ksft_print_msg("ksmctl run: process %d never scanned\n", pid);
+		ret = KSFT_FAIL;
+	} else if (CTL("top", "--once", "--json") || !json_valid(R.out) ||
+		   !top_entry(R.out, pid, ent, sizeof(ent)) ||
+		   !json_str(ent, "mergeable", how, sizeof(how)) ||
+		   strcmp(how, "prctl")) {
+		ksft_print_msg("top: process %d mergeable '%s', want prctl\n",
+			       pid, how);
+		show_result("top --once --json");
+		ret = KSFT_FAIL;
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return ret;
+}
+
 static int test_run(void)
 {
 	char self[PATH_MAX];
@@ -841,6 +879,8 @@ static int test_run(void)
 		show_result("run -- ksm_ctl --child");
 		ret = KSFT_FAIL;
 	}
+	if (run_in_top(self) != KSFT_PASS)
+		ret = KSFT_FAIL;
 	if (CTL("run", "sh", "-c", "exit 7") != 7) {
 		show_result("run sh -c 'exit 7'");
 		ret = KSFT_FAIL;
@@ -1140,6 +1180,12 @@ int main(int argc, char **argv)
 
 	if (argc == 2 && !strcmp(argv[1], "--child"))
 		return child_check();
+	if (argc == 2 && !strcmp(argv[1], "--hold")) {
+		if (child_check())
+			return 1;
+		for (;;)
+			pause();
+	}
 	page_size = sysconf(_SC_PAGESIZE);
 	ksft_print_header();
 	if (access(KSM_SYSFS "run", F_OK))
