@@ -1145,6 +1145,16 @@ static int test_warnings(void)
 	return KSFT_PASS;
 }
 
+static double t_last;
+
+/* The TAP line, and how long the test took (the log shows what is slow). */
+static void report(int r, const char *name)
+{
+	ksft_print_msg("%.1f s\n", ksm_now() - t_last);
+	ksm_report(r, name);
+	t_last = ksm_now();
+}
+
 static bool find_ksmctl(const char *argv0)
 {
 	const char *env = getenv("KSMCTL");
@@ -1197,33 +1207,34 @@ int main(int argc, char **argv)
 	ksft_print_msg("using %s\n", ksmctl);
 	ksft_set_plan(14);
 	ksm_save_all(&saved);
+	t_last = ksm_now();
 	if (!ksm_settle(60) || ksm_write("use_zero_pages", 1) || ksm_fast()) {
 		ksm_restore_all(&saved);
 		ksft_exit_fail_msg("cannot reset KSM\n");
 	}
 
-	ksm_report(test_help(), "help");
-	ksm_report(test_bad_args(), "bad arguments exit 2 and change nothing");
-	ksm_report(test_no_ksm(), "no KSM: one-line error");
+	report(test_help(), "help");
+	report(test_bad_args(), "bad arguments exit 2 and change nothing");
+	report(test_no_ksm(), "no KSM: one-line error");
 	if (!start_workload()) {
 		stop_workers();
 		ksm_restore_all(&saved);
 		ksft_exit_fail_msg("workload did not merge\n");
 	}
-	ksm_report(test_status_running(), "status while scanning");
-	ksm_report(test_watch(), "watch");
+	report(test_status_running(), "status while scanning");
+	report(test_watch(), "watch");
 	r = ksm_write("run", 0) ? KSFT_FAIL : test_status_stopped();
-	ksm_report(r, "status while stopped equals sysfs");
-	ksm_report(test_top(), "top");
+	report(r, "status while stopped equals sysfs");
+	report(test_top(), "top");
 	if (ksm_write("run", 1))
 		ksft_print_msg("cannot restart ksmd\n");
-	ksm_report(test_run(), "run");
-	ksm_report(test_tune_show(), "tune show");
-	ksm_report(test_tune_set(), "tune set and refusals");
-	ksm_report(test_profiles(), "tune profiles");
-	ksm_report(test_warnings(), "status warns of a slow scan");
-	ksm_report(test_optional(), "domains, estimate, enable: work or say unsupported");
-	ksm_report(test_disable(), "disable: works or says unsupported");
+	report(test_run(), "run");
+	report(test_tune_show(), "tune show");
+	report(test_tune_set(), "tune set and refusals");
+	report(test_profiles(), "tune profiles");
+	report(test_warnings(), "status warns of a slow scan");
+	report(test_optional(), "domains, estimate, enable: work or say unsupported");
+	report(test_disable(), "disable: works or says unsupported");
 
 	stop_workers();
 	ksm_restore_all(&saved);
