@@ -6,7 +6,8 @@
 "$TOP/harness/tree.sh" ours
 rc=0
 files=$(cd "$TOP" && ls mm/ksm.c include/linux/ksm.h include/trace/events/ksm.h \
-	tools/testing/selftests/mm/ksm_*.c tools/testing/selftests/mm/ksm_*.h 2>/dev/null)
+	tools/testing/selftests/mm/ksm_*.c tools/testing/selftests/mm/ksm_*.h \
+	tools/mm/ksmctl.c 2>/dev/null)
 # shellcheck disable=SC2086
 if ! (cd "$TOP" && perl "$PRISTINE/scripts/checkpatch.pl" --no-tree --strict \
 	--terse --show-types -f $files) >"$OUT/checkpatch.txt" 2>&1; then

@@ -16,6 +16,8 @@ UTIL_H := $(SELF)/mm/vm_util.h $(SELF)/mm/thp_settings.h $(SELF)/kselftest.h
 UPSTREAM := ksm_tests ksm_functional_tests cow
 OWN := $(notdir $(basename $(wildcard $(OWNDIR)/ksm_*.c)))
 BINS := $(addprefix $(G)/bin/,$(UPSTREAM) $(OWN) ksm_demo ksm_bench)
+# tools/mm/ksmctl: libc only, installed as /usr/bin/ksmctl
+KSMCTL := $(G)/bin/ksmctl
 
 all: $(G)/initramfs.cpio.gz
 
@@ -43,11 +45,16 @@ $(G)/bin/ksm_bench: $(TOP)/harness/guest/ksm_bench.c $(OWNDIR)/ksm_common.h
 	@echo "  CC ksm_bench"
 	@$(CC) $(TCFLAGS) -Werror -o $@ $< $(TLIBS) 2>$@.log || { cat $@.log; exit 1; }
 
+$(KSMCTL): $(TOP)/tools/mm/ksmctl.c
+	@mkdir -p $(dir $@)
+	@echo "  CC ksmctl"
+	@$(CC) -static -O2 -g -Wall -Wextra -Werror -o $@ $< 2>$@.log || { cat $@.log; exit 1; }
+
 GUEST_FILES := $(TOP)/harness/guest/init $(TOP)/harness/guest/ksmt.sh \
 	$(wildcard $(TOP)/harness/guest/plans/*.sh)
 
 # The bin/ list is part of the image: a deleted test must leave it too.
-$(G)/initramfs.cpio.gz: $(BINS) $(GUEST_FILES) $(OUT)/guest/bins.list
+$(G)/initramfs.cpio.gz: $(BINS) $(KSMCTL) $(GUEST_FILES) $(OUT)/guest/bins.list
 	@echo "  INITRAMFS $@"
 	@rm -rf $(ROOT) && mkdir -p $(ROOT)/bin $(ROOT)/sbin $(ROOT)/usr/bin \
 		$(ROOT)/usr/sbin $(ROOT)/proc $(ROOT)/sys $(ROOT)/dev $(ROOT)/tmp \
@@ -58,6 +65,7 @@ $(G)/initramfs.cpio.gz: $(BINS) $(GUEST_FILES) $(OUT)/guest/bins.list
 	@install -m 644 $(TOP)/harness/guest/ksmt.sh $(ROOT)/lib/ksmt.sh
 	@install -m 644 $(TOP)/harness/guest/plans/*.sh $(ROOT)/plans/
 	@install -m 755 $(BINS) $(ROOT)/tests/
+	@install -m 755 $(KSMCTL) $(ROOT)/usr/bin/ksmctl
 	@echo "root:x:0:0:root:/:/bin/sh" >$(ROOT)/etc/passwd
 	@(cd $(ROOT) && find . | cpio -o -H newc --quiet | gzip -1) >$@.tmp && mv $@.tmp $@
 

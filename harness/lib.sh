@@ -15,7 +15,7 @@ owned_files() {
 	(cd "$TOP" && git ls-files -co --exclude-standard -- \
 		mm/ksm.c include/linux/ksm.h include/trace/events/ksm.h \
 		Documentation/admin-guide/mm/ksm.rst Documentation/mm/ksm.rst \
-		'tools/testing/selftests/mm/ksm_*' 2>/dev/null ||
+		'tools/testing/selftests/mm/ksm_*' tools/mm/ksmctl.c 2>/dev/null ||
 	 (cd "$TOP" && ls mm/ksm.c include/linux/ksm.h \
 		include/trace/events/ksm.h 2>/dev/null))
 }

@@ -60,7 +60,8 @@ MSG
 own=$(owned_files)
 core=$(echo "$own" | grep -E '^(mm/|include/)' || true)
 docs=$(echo "$own" | grep -E '^Documentation/' || true)
-tests=$(echo "$own" | grep -E '^tools/' || true)
+tools=$(echo "$own" | grep -E '^tools/mm/' || true)
+tests=$(echo "$own" | grep -E '^tools/testing/' || true)
 # shellcheck disable=SC2086
 commit_group "mm/ksm: replace the KSM implementation
 
@@ -69,6 +70,11 @@ stable and unstable trees ordered by a 64-bit content hash, range-at-a-time
 page table walks and a smaller per-page tracking item." $core
 # shellcheck disable=SC2086
 commit_group "Documentation/mm: describe the new KSM implementation" $docs
+# shellcheck disable=SC2086
+commit_group "tools/mm: add ksmctl, a KSM status, monitoring and tuning tool
+
+One libc-only C file: status, top, watch, tune with profiles, and run
+(commands started with PR_SET_MEMORY_MERGE), with --json output." $tools
 # shellcheck disable=SC2086
 commit_group "selftests/mm: add KSM selftests and torture test" $tests
 first=$("${G[@]}" rev-list --max-parents=0 HEAD)
