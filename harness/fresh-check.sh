@@ -14,7 +14,11 @@
 [ "$(id -u)" = 0 ] || die "fresh-check needs root (debootstrap, chroot, mount)"
 
 FRESH=$OUT/fresh
+mkdir -p "$FRESH"
+FRESH=$(cd "$FRESH" && pwd -P)
 ROOT=$FRESH/root
+exec 8>"$FRESH/lock"
+flock -n 8 || die "another fresh-check is running on $FRESH"
 PREREQ="make git"
 IFS=';' read -r -a cmds <<<"${FRESH_CMDS:-make test;make run}"
 
@@ -31,9 +35,29 @@ unmount_all() {
 	done
 }
 
+# Processes whose root is the fresh root: the commands we ran there.
+in_root_pids() {
+	local p
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ] && echo "${p#/proc/}"
+	done
+	true
+}
+
 cleanup() {
-	local rc=$?
+	local rc=$? pids
 	trap - EXIT INT TERM
+	pids=$(in_root_pids)
+	if [ -n "$pids" ]; then
+		note "fresh-check: stopping what still runs in the fresh root"
+		# shellcheck disable=SC2086
+		kill $pids 2>/dev/null || true
+		sleep 3
+		pids=$(in_root_pids)
+		# shellcheck disable=SC2086
+		[ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+		sleep 1
+	fi
 	unmount_all
 	exit $rc
 }
@@ -76,7 +100,6 @@ host_mirror() {
 mirror=${FRESH_MIRROR:-$(host_mirror | head -n 1)}
 [ -n "$mirror" ] || die "no apt source serves '$suite' on this machine; set FRESH_MIRROR=URL"
 
-mkdir -p "$FRESH"
 unmount_all
 if [ "${FRESH_REUSE:-0}" = 1 ] && [ -f "$ROOT/.fresh-ok" ]; then
 	note "fresh-check: reusing $ROOT (FRESH_REUSE=1)"
@@ -157,9 +180,11 @@ for c in "${cmds[@]}"; do
 	log=$FRESH/$(echo "$c" | tr -c 'A-Za-z0-9\n' '-').log
 	note "fresh-check: $c (in /root/ksm of the fresh root; log in $log)"
 	t0=$(date +%s)
+	# In the background, so that a signal to this script is acted on at once.
 	set +e
-	in_root "cd /root/ksm && $c" 2>&1 | tee "$log"
-	rc=${PIPESTATUS[0]}
+	in_root "cd /root/ksm && $c" > >(tee "$log") 2>&1 </dev/null &
+	wait $!
+	rc=$?
 	set -e
 	secs=$(( $(date +%s) - t0 ))
 	if [ "$rc" = 0 ]; then
