@@ -105,7 +105,10 @@ if [ "${FRESH_REUSE:-0}" = 1 ] && [ -f "$ROOT/.fresh-ok" ]; then
 	note "fresh-check: reusing $ROOT (FRESH_REUSE=1)"
 else
 	[ -z "$(mounted_under "$ROOT")" ] || die "something is still mounted under $ROOT"
-	rm -rf --one-file-system "$ROOT" "$ROOT.new"
+	if [ -e "$ROOT" ] || [ -e "$ROOT.new" ]; then
+		note "fresh-check: removing the last fresh root (FRESH_REUSE=1 would reuse it)"
+		rm -rf --one-file-system "$ROOT" "$ROOT.new"
+	fi
 	note "fresh-check: debootstrap --variant=minbase $suite from $mirror (log in $FRESH/debootstrap.log)"
 	t0=$(date +%s)
 	debootstrap --variant=minbase "$suite" "$ROOT.new" "$mirror" >"$FRESH/debootstrap.log" 2>&1 ||
