@@ -8,6 +8,8 @@
 #   make stress   torture suite (DURATION=600 SEED=...)
 #   make bench    ours vs upstream benchmark (QUICK=1 for a short one)
 #   make patches  export the patch series into out/patches/
+#   make fresh-check  rehearse a fresh Debian machine: make test + make run in
+#                 a new minimal root (FRESH_REUSE=1 reuses it); not part of CI
 #
 # Variables: KERNEL=ours|upstream  FLAVOR=release|debug  ONLY="t1 t2"
 #            DURATION=s  SEED=n  SCENARIOS=a,b (stress)  TIMEOUT=s  KVM=1 (default: TCG)
@@ -15,13 +17,13 @@
 KERNEL ?= ours
 H := harness
 
-export KERNEL ONLY DURATION SEED SCENARIOS TIMEOUT KVM RETRY QUICK
+export KERNEL ONLY DURATION SEED SCENARIOS TIMEOUT KVM RETRY QUICK FRESH_REUSE
 
 .PHONY: help deps image initramfs test conformance run shell stress bench \
-	patches check-style clean
+	patches check-style fresh-check clean
 
 help:
-	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,16p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@$(H)/deps.sh
@@ -56,6 +58,11 @@ patches: deps
 
 check-style: deps
 	@$(H)/check-style.sh
+
+# Not `deps`: the host needs only debootstrap; the fresh root installs the rest.
+fresh-check:
+	@$(H)/deps.sh fresh
+	@$(H)/fresh-check.sh
 
 clean:
 	rm -rf out/build out/runs out/guest out/patches out/patches-work out/bench
