@@ -587,4 +587,23 @@ static inline void ksm_report(int r, const char *name)
 		ksft_test_result_fail("%s\n", name);
 }
 
+/* Debug kernels' fault injection knob (debugfs), for race tests. */
+#define RACE_DELAY	"/sys/kernel/debug/ksm/race_delay_us"
+
+/* Set race_delay_us; 0 or -errno. */
+static inline int ksm_race_delay_set(unsigned int us)
+{
+	char buf[32];
+	int fd, n, err = 0;
+
+	fd = open(RACE_DELAY, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "%u", us);
+	if (write(fd, buf, n) != n)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
 #endif /* KSM_COMMON_H */

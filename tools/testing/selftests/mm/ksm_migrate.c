@@ -62,7 +62,6 @@
 #define DELAY_US	500
 #define MOVE_HEAD_START_US 30000	/* the mover starts a batch first */
 #define ID_BASE		5300
-#define RACE_DELAY	"/sys/kernel/debug/ksm/race_delay_us"
 
 static long page_size;
 static int node[2];
@@ -73,32 +72,17 @@ static char *area;		/* the range the mover moves */
 
 /* ---- debugfs race_delay_us ---- */
 
-static int race_delay_set(unsigned int us)
-{
-	char buf[32];
-	int fd, n, err = 0;
-
-	fd = open(RACE_DELAY, O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%u", us);
-	if (write(fd, buf, n) != n)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 static void race_delay_off(void)
 {
 	if (have_knob)
-		race_delay_set(0);
+		ksm_race_delay_set(0);
 }
 
 static bool race_delay_probe(void)
 {
 	if (access(RACE_DELAY, F_OK))
 		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-	return !access(RACE_DELAY, W_OK) && !race_delay_set(0);
+	return !access(RACE_DELAY, W_OK) && !ksm_race_delay_set(0);
 }
 
 /* ---- NUMA ---- */
@@ -300,7 +284,7 @@ int main(void)
 	if (!ksm_begin(&saved, WAIT_S))
 		ksft_exit_fail_msg("cannot set up KSM\n");
 	if (have_knob)
-		race_delay_set(DELAY_US);
+		ksm_race_delay_set(DELAY_US);
 
 	for (int p = 0; p < NPROC; p++) {
 		char *spare = mmap(NULL, NR * page_size, PROT_NONE,

@@ -51,7 +51,6 @@
 #define NC		4	/* contents (KSM pages) per round */
 #define DELAY_US	3000
 #define ID_BASE		77000
-#define RACE_DELAY	"/sys/kernel/debug/ksm/race_delay_us"
 
 static long page_size;
 static int node[2];
@@ -59,32 +58,17 @@ static bool have_knob;
 
 /* ---- debugfs race_delay_us ---- */
 
-static int race_delay_set(unsigned int us)
-{
-	char buf[32];
-	int fd, n, err = 0;
-
-	fd = open(RACE_DELAY, O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%u", us);
-	if (write(fd, buf, n) != n)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 static void race_delay_off(void)
 {
 	if (have_knob)
-		race_delay_set(0);
+		ksm_race_delay_set(0);
 }
 
 static bool race_delay_probe(void)
 {
 	if (access(RACE_DELAY, F_OK))
 		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-	return !access(RACE_DELAY, W_OK) && !race_delay_set(0);
+	return !access(RACE_DELAY, W_OK) && !ksm_race_delay_set(0);
 }
 
 /* ---- NUMA ---- */
@@ -337,7 +321,7 @@ static bool one_round(int round, int kmsg)
 		return false;
 	}
 	if (have_knob)
-		race_delay_set(DELAY_US);
+		ksm_race_delay_set(DELAY_US);
 	if (!send(&p1, 'm') || ack(&p1) != 'm' ||
 	    !start(&p3, p3_main, round) || ack(&p3) != 'r') {
 		finish(&p1);

@@ -42,7 +42,6 @@
 #define ROUNDS		3
 #define DELAY_US	300	/* per unmerged page, with the knob */
 #define ID_BASE		9100
-#define RACE_DELAY	"/sys/kernel/debug/ksm/race_delay_us"
 
 static long page_size;
 static pid_t child[NPROC];
@@ -51,32 +50,17 @@ static bool have_knob;
 
 /* ---- debugfs race_delay_us ---- */
 
-static int race_delay_set(unsigned int us)
-{
-	char buf[32];
-	int fd, n, err = 0;
-
-	fd = open(RACE_DELAY, O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%u", us);
-	if (write(fd, buf, n) != n)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 static void race_delay_off(void)
 {
 	if (have_knob)
-		race_delay_set(0);
+		ksm_race_delay_set(0);
 }
 
 static bool race_delay_probe(void)
 {
 	if (access(RACE_DELAY, F_OK))
 		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-	return !access(RACE_DELAY, W_OK) && !race_delay_set(0);
+	return !access(RACE_DELAY, W_OK) && !ksm_race_delay_set(0);
 }
 
 /* ---- per-process counts ---- */
@@ -322,7 +306,7 @@ int main(void)
 			break;
 		}
 		if (have_knob)
-			race_delay_set(DELAY_US);
+			ksm_race_delay_set(DELAY_US);
 		caught += killed_run2(&victim);
 		race_delay_off();
 		ok = mapped_tracked(what);

@@ -79,7 +79,6 @@
 #define MAX_PAGES	128
 #define THP_PAGES	512
 #define SOFT_OFFLINE_BUDGET 16
-#define RACE_DELAY	"/sys/kernel/debug/ksm/race_delay_us"
 #define MIGRATE_DELAY_US 100	/* race_delay_us in the migrate scenario */
 
 /* ------------------------------------------------------------------ */
