@@ -81,6 +81,7 @@
 #include <linux/highmem.h>
 #include <linux/string.h>
 #include <linux/debugfs.h>
+#include <linux/seq_file.h>
 
 #include <asm/tlbflush.h>
 #include "internal.h"
@@ -2956,6 +2957,14 @@ long ksm_process_profit(struct mm_struct *mm)
 {
 	return (long)(mm->ksm_merging_pages + mm_ksm_zero_pages(mm)) *
 		PAGE_SIZE - mm->ksm_rmap_items * sizeof(struct ksm_rmap_item);
+}
+
+/*
+ * Our lines of /proc/PID/ksm_stat, after upstream's four (which keep their
+ * order and meaning, for the parsers that read them).
+ */
+void ksm_proc_stat(struct seq_file *m, struct mm_struct *mm)
+{
 }
 
 /* ---- memory hotplug ---------------------------------------------------- */

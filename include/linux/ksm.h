@@ -109,6 +109,10 @@ void collect_procs_ksm(struct folio *folio, struct page *page,
 		       struct list_head *to_kill, int force_early);
 long ksm_process_profit(struct mm_struct *mm);
 
+struct seq_file;
+/* Lines of /proc/PID/ksm_stat that follow upstream's four. */
+void ksm_proc_stat(struct seq_file *m, struct mm_struct *mm);
+
 #else  /* !CONFIG_KSM */
 
 static inline void ksm_add_vma(struct vm_area_struct *vma)
