@@ -49,7 +49,7 @@ prepare_ours() {
 		return 0
 	fi
 	note "preparing our tree (base $(base_version))"
-	old_patched=$(cat "$OURS/.ksm-patched" 2>/dev/null || true)
+	old_patched=$(tr "\n" " " <"$OURS/.ksm-patched" 2>/dev/null || true)
 	rm -rf "$OURS.new"
 	cp -al "$PRISTINE" "$OURS.new"
 	rm -f "$OURS.new/.ksm-pristine-ok"
@@ -58,7 +58,7 @@ prepare_ours() {
 		rm -f "$OURS.new/$f"
 		ln -s "$TOP/$f" "$OURS.new/$f"
 	done
-	new_patched=$(patched_files)
+	new_patched=$(patched_files | tr "\n" " ")
 	for f in $new_patched; do
 		if [ -e "$OURS.new/$f" ]; then
 			cp --remove-destination "$PRISTINE/$f" "$OURS.new/$f.tmp"
