@@ -3,8 +3,8 @@
  * Kernel Samepage Merging (KSM).
  *
  * ksmd walks the page tables of every registered mm (MADV_MERGEABLE or
- * PR_SET_MEMORY_MERGE), hashes each anonymous page with xxh64 and looks the
- * hash up in two red-black trees ordered by that hash:
+ * PR_SET_MEMORY_MERGE), hashes each anonymous page with xxh64 and looks it
+ * up in two red-black trees ordered by a key made of that hash:
  *
  *  - the stable tree holds one node per KSM page (a write-protected page
  *    mapped in place of identical copies); its hash never goes stale since
@@ -15,9 +15,16 @@
  *    page that changes after insertion cannot corrupt the tree order: it
  *    just fails the byte compare.
  *
- * A lookup compares page bytes only when hashes are equal, so a miss reads
- * no page but the one being scanned.  Equal hash with different bytes is a
- * collision and simply is not a match.
+ * The key is the page's xxh64 under a seed drawn at boot, xored with the
+ * salt of the mm's merge domain; among equal keys the page bytes decide
+ * the order (memcmp_pages()).  A lookup compares page bytes only when keys
+ * are equal, so a miss reads no page but the one being scanned, and since
+ * equal keys are ordered by content, a lookup costs O(log n) compares
+ * even if every key in the tree is equal: nobody who knows the hash
+ * function can flood a tree with colliding pages to keep other pages from
+ * meeting their duplicates.  The salt is an invertible function of the
+ * domain id, so identical pages of two domains never have equal keys and
+ * never meet (see "merge domains" below).
  *
  * Lock ordering (outermost first):
  *
@@ -32,6 +39,8 @@
  *           page table lock
  *   ksm_mmlist_lock           spinlock, innermost, never held across
  *                             anything that sleeps
+ *   ksm_domain_lock           spinlock, innermost, the fresh domain
+ *                             counter only
  *
  * The trees, the stable nodes and the tracking items are only changed with
  * ksm_thread_mutex held.  Additionally a stable node's item list is only
@@ -46,7 +55,9 @@
  * mm_slot being scanned (ksm_scan.mm_slot) is never freed by __ksm_exit(),
  * which leaves such slots to ksmd.  Page tables are only read or changed
  * through mm/pagewalk.c, under the mmap_lock, which takes the page table
- * lock around our callbacks.
+ * lock around our callbacks.  A slot's merge domain (domain, auto_domain)
+ * is set before the slot is listed, or changed with ksm_thread_mutex and
+ * the mm's mmap_lock held for writing: ksmd reads it under the mutex.
  */
 
 #include <linux/errno.h>
@@ -82,6 +93,9 @@
 #include <linux/string.h>
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
+#include <linux/xarray.h>
+#include <linux/capability.h>
+#include <linux/prctl.h>
 
 #include <asm/tlbflush.h>
 #include "internal.h"
@@ -165,8 +179,13 @@ struct ksm_mm_slot {
 	unsigned long rewind_pass;		/* pass of the request ... */
 	unsigned long rewind_addr;		/* ... to come back here */
 	unsigned long seq;			/* registration order */
+	int domain;				/* chosen, or KSM_DOMAIN_UNSET */
+	int auto_domain;			/* merge_domains=2, or 0 */
 	struct mm_slot slot;
 };
+
+/* A slot whose mm never chose a merge domain (PR_SET_MEMORY_MERGE_DOMAIN). */
+#define KSM_DOMAIN_UNSET	(-1)
 
 /* A page collected by the range walk, processed after the walk. */
 struct ksm_cand {
@@ -225,6 +244,8 @@ static struct {
 	unsigned long cut_seq;		/* last mm the rewinds take ... */
 	unsigned long late_rewinds;	/* ... but for this many more */
 	unsigned long walked;		/* mms the regular walk entered */
+	int domain;			/* of the mm being scanned ... */
+	u64 salt;			/* ... and its key salt */
 } ksm_scan = {
 	.mm_slot = &ksm_mm_head,
 };
@@ -253,6 +274,31 @@ static unsigned int ksm_merge_across_nodes = 1;
 #else
 #define ksm_merge_across_nodes	1U
 #endif
+
+/*
+ * Merge domains: 0 ignores them, 1 merges only within a domain (mms that
+ * never chose one are in domain 0), 2 as 1 but an mm that never chose one
+ * is in a fresh domain of its own, taken when it registers and inherited
+ * by its forks.
+ */
+#define KSM_DOMAINS_OFF		0
+#define KSM_DOMAINS_CHOSEN	1
+#define KSM_DOMAINS_ISOLATE	2
+static unsigned int ksm_merge_domains;
+
+/*
+ * Fresh domain ids (PR_MEMORY_MERGE_DOMAIN_NEW, merge_domains=2) count
+ * down from INT_MAX and are never handed out twice in a boot: a tenant
+ * must not inherit the KSM pages an earlier holder of its id left in the
+ * stable tree.  Ids that were ever joined by number are skipped too.
+ */
+static DEFINE_SPINLOCK(ksm_domain_lock);
+static int ksm_next_domain = INT_MAX;
+static DEFINE_XARRAY(ksm_joined_domains);
+
+/* Tree keys: xxh64 seed and domain salt multipliers, drawn at boot. */
+static u64 ksm_hash_seed __read_mostly;
+static u64 ksm_salt_mul[2] __read_mostly;
 
 enum ksm_advisor_type {
 	KSM_ADVISOR_NONE,
@@ -285,6 +331,8 @@ static unsigned long ksm_last_sweep;
 
 static u64 zero_hash __read_mostly;
 
+static u64 page_hash(struct page *page);
+
 #ifdef CONFIG_DEBUG_VM
 /*
  * Fault injection for tests, debug kernels only: debugfs ksm/race_delay_us
@@ -307,11 +355,43 @@ static void ksm_race_delay(void)
 		udelay(min(us, 1000U));
 }
 
+/*
+ * debugfs ksm/hash_seed: tests that craft colliding pages need the seed.
+ * It can only change while ksmd holds no key: after a successful run=2.
+ */
+static int ksm_hash_seed_get(void *data, u64 *val)
+{
+	*val = READ_ONCE(ksm_hash_seed);
+	return 0;
+}
+
+static int ksm_hash_seed_set(void *data, u64 val)
+{
+	int nid, err = 0;
+
+	mutex_lock(&ksm_thread_mutex);
+	if (ksm_rmap_items || !list_empty(&migrate_nodes))
+		err = -EBUSY;
+	for (nid = 0; nid < ksm_nr_node_ids; nid++)
+		if (!RB_EMPTY_ROOT(root_stable_tree + nid))
+			err = -EBUSY;
+	if (!err) {
+		ksm_hash_seed = val;
+		zero_hash = page_hash(ZERO_PAGE(0));
+	}
+	mutex_unlock(&ksm_thread_mutex);
+	return err;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ksm_hash_seed_fops, ksm_hash_seed_get,
+			 ksm_hash_seed_set, "%llu\n");
+
 static void __init ksm_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir("ksm", NULL);
 
 	debugfs_create_u32("race_delay_us", 0600, dir, &ksm_race_delay_us);
+	debugfs_create_file_unsafe("hash_seed", 0600, dir, NULL,
+				   &ksm_hash_seed_fops);
 }
 #else
 static inline void ksm_race_delay(void)
@@ -393,10 +473,33 @@ static inline void folio_set_stable_node(struct folio *folio,
 static u64 page_hash(struct page *page)
 {
 	void *addr = kmap_local_page(page);
-	u64 hash = xxh64(addr, PAGE_SIZE, 0);
+	u64 hash = xxh64(addr, PAGE_SIZE, ksm_hash_seed);
 
 	kunmap_local(addr);
 	return hash;
+}
+
+/*
+ * The key salt of domain @domain: odd multipliers and an xorshift are each
+ * invertible, so distinct domains get distinct salts, and domain 0 (every
+ * mm while domains are off) gets 0, leaving keys plain hashes.
+ */
+static inline u64 domain_salt(int domain)
+{
+	u64 x = (u64)(u32)domain * ksm_salt_mul[0];
+
+	x ^= x >> 29;
+	return x * ksm_salt_mul[1];
+}
+
+/* The domain @slot's pages merge in, under the current merge_domains. */
+static int slot_domain(const struct ksm_mm_slot *slot)
+{
+	if (ksm_merge_domains == KSM_DOMAINS_OFF)
+		return 0;
+	if (slot->domain != KSM_DOMAIN_UNSET)
+		return slot->domain;
+	return ksm_merge_domains == KSM_DOMAINS_ISOLATE ? slot->auto_domain : 0;
 }
 
 static bool page_is_zero(struct page *page)
@@ -1177,63 +1280,50 @@ static int unmerge_ksm_pages(struct vm_area_struct *vma, unsigned long start,
 
 /* ---- trees ------------------------------------------------------------ */
 
-/* The hash stored @offset bytes after tree node @n. */
-static inline u64 rb_hash(const struct rb_node *n, size_t offset)
+/* A node whose page holds the content @node is filed under. */
+static inline struct ksm_stable_node *node_any(struct ksm_stable_node *node)
 {
-	return *(const u64 *)((const char *)n + offset);
+	if (node->kind != NODE_CHAIN)
+		return node;
+	return hlist_entry(node->hlist.first, struct ksm_stable_node,
+			   hlist_dup);
 }
 
-/* First node in @root whose hash equals @hash, in tree order. */
-static struct rb_node *first_with_hash(struct rb_root *root, u64 hash,
-				       size_t offset)
+/* Outcomes of comparing a page with a tree entry of the same key. */
+enum ksm_cmp {
+	CMP_LEFT,	/* the page goes left of the entry */
+	CMP_RIGHT,	/* ... right of it */
+	CMP_MATCH,	/* same bytes */
+	CMP_GONE,	/* the entry went away meanwhile: start over */
+	CMP_POISON,	/* its KSM page is poisoned and must not be read */
+};
+
+static inline enum ksm_cmp memcmp_to_cmp(int cmp)
 {
-	struct rb_node *n = root->rb_node, *found = NULL;
-
-	while (n) {
-		u64 h = rb_hash(n, offset);
-
-		if (hash < h) {
-			n = n->rb_left;
-		} else if (hash > h) {
-			n = n->rb_right;
-		} else {
-			found = n;
-			n = n->rb_left;
-		}
-	}
-	return found;
+	return cmp < 0 ? CMP_LEFT : cmp > 0 ? CMP_RIGHT : CMP_MATCH;
 }
 
-#define STABLE_HASH_OFF	(offsetof(struct ksm_stable_node, hash) - \
-			 offsetof(struct ksm_stable_node, node))
-#define UNSTABLE_HASH_OFF (offsetof(struct ksm_rmap_item, hash) - \
-			   offsetof(struct ksm_rmap_item, node))
-
-/* At most this many equal-hash entries are byte-compared per lookup. */
-#define KSM_MAX_COLLISIONS	8
-
-/* The node after @rb in tree order if its hash is @hash too, else NULL. */
-static struct rb_node *next_with_hash(struct rb_node *rb, u64 hash,
-				      size_t offset)
+/*
+ * Compare @page with stable node @s, whose key is @page's.  A KSM page is
+ * write-protected, so this order never goes stale.  On CMP_MATCH, *@folio
+ * is the node's KSM folio, with a reference held.
+ */
+static enum ksm_cmp stable_node_cmp(struct page *page,
+				    struct ksm_stable_node *s,
+				    struct folio **folio)
 {
-	rb = rb_next(rb);
-	return rb && rb_hash(rb, offset) == hash ? rb : NULL;
-}
+	enum ksm_cmp cmp;
 
-static void rb_insert_by_hash(struct rb_root *root, struct rb_node *new,
-			      u64 hash, size_t offset)
-{
-	struct rb_node **link = &root->rb_node, *parent = NULL;
-
-	while (*link) {
-		parent = *link;
-		if (hash < *(u64 *)((char *)parent + offset))
-			link = &parent->rb_left;
-		else
-			link = &parent->rb_right;
-	}
-	rb_link_node(new, parent, link);
-	rb_insert_color(new, root);
+	*folio = get_ksm_folio(node_any(s), false);
+	if (!*folio)
+		return CMP_GONE;
+	if (PageHWPoison(folio_page(*folio, 0)))
+		cmp = CMP_POISON;
+	else
+		cmp = memcmp_to_cmp(memcmp_pages(page, folio_page(*folio, 0)));
+	if (cmp != CMP_MATCH)
+		folio_put(*folio);
+	return cmp;
 }
 
 /*
@@ -1313,126 +1403,93 @@ static bool chain_prune(struct ksm_stable_node *chain, bool force)
 }
 
 /*
- * Find a KSM page with the content of @page in stable tree @nid that can
- * take one more mapping.  Returns it with a reference held, and its node.
+ * Find a KSM page with the content of @page (key @key) in stable tree @nid
+ * that can take one more mapping.  Returns it with a reference held, and
+ * its node.
  */
-static struct folio *stable_tree_search(struct page *page, u64 hash, int nid,
+static struct folio *stable_tree_search(struct page *page, u64 key, int nid,
 					struct ksm_stable_node **nodep)
 {
 	struct rb_root *root = root_stable_tree + nid;
+	struct ksm_stable_node *s, *cand, *dup;
+	struct folio *folio;
 	struct rb_node *rb;
-	int tries;
+	enum ksm_cmp cmp;
 
 	lockdep_assert_held(&ksm_thread_mutex);
 again:
-	tries = 0;
-	for (rb = first_with_hash(root, hash, STABLE_HASH_OFF);
-	     rb && tries < KSM_MAX_COLLISIONS;
-	     rb = next_with_hash(rb, hash, STABLE_HASH_OFF)) {
-		struct ksm_stable_node *s = rb_entry(rb, struct ksm_stable_node,
-						     node);
-		struct ksm_stable_node *cand = NULL, *dup;
-		struct folio *folio;
+	rb = root->rb_node;
+	while (rb) {
+		s = rb_entry(rb, struct ksm_stable_node, node);
+		if (key != s->hash) {
+			rb = key < s->hash ? rb->rb_left : rb->rb_right;
+			continue;
+		}
+		cmp = stable_node_cmp(page, s, &folio);
+		if (cmp == CMP_MATCH)
+			break;
+		if (cmp == CMP_GONE)
+			goto again;
+		/* Where a poisoned page sits in the order is unknown. */
+		if (cmp == CMP_POISON)
+			return NULL;
+		rb = cmp == CMP_LEFT ? rb->rb_left : rb->rb_right;
+	}
+	if (!rb)
+		return NULL;
 
-		if (s->kind == NODE_CHAIN) {
-			if (chain_prune(s, false))
-				goto again;
-			hlist_for_each_entry(dup, &s->hlist, hlist_dup) {
-				if (dup->rmap_hlist_len < ksm_max_page_sharing) {
-					cand = dup;
-					break;
-				}
+	/* @s holds our content: find a KSM page of it with room. */
+	if (s->kind == NODE_CHAIN) {
+		folio_put(folio);
+		if (chain_prune(s, false))
+			goto again;
+		cand = NULL;
+		hlist_for_each_entry(dup, &s->hlist, hlist_dup) {
+			if (dup->rmap_hlist_len < ksm_max_page_sharing) {
+				cand = dup;
+				break;
 			}
-		} else if (s->rmap_hlist_len < ksm_max_page_sharing) {
-			cand = s;
 		}
 		if (!cand)
-			continue;
-		tries++;
+			return NULL;
 		folio = get_ksm_folio(cand, false);
 		if (!folio)
 			goto again;
-		if (stable_node_misplaced(cand, folio)) {
-			folio_put(folio);
-			goto again;
-		}
-		if (!PageHWPoison(folio_page(folio, 0)) &&
-		    pages_identical(page, folio_page(folio, 0))) {
-			*nodep = cand;
-			return folio;
-		}
+	} else if (s->rmap_hlist_len < ksm_max_page_sharing) {
+		cand = s;
+	} else {
 		folio_put(folio);
+		return NULL;
 	}
-	return NULL;
+	if (stable_node_misplaced(cand, folio)) {
+		folio_put(folio);
+		goto again;
+	}
+	*nodep = cand;
+	return folio;
 }
 
 /*
- * File new KSM page node @node (kpfn, hash and nid set) in the stable tree.
- * If a KSM page with the same content is already filed there (it must be
- * full, or we would have merged into it), the two become dups of a chain.
+ * Make @node a dup of @s, whose content it has (@s must be full, or we
+ * would have merged into it).  False if there is no memory for a chain.
  */
-static void stable_tree_insert(struct ksm_stable_node *node,
-			       struct page *kpage)
+static bool stable_node_chain(struct ksm_stable_node *s,
+			      struct ksm_stable_node *node)
 {
-	struct rb_root *root = node_root(node);
-	struct ksm_stable_node *chain = NULL;
-	struct rb_node *rb;
-	int tries = 0;
+	struct ksm_stable_node *chain = s;
 
-	lockdep_assert_held(&ksm_thread_mutex);
-again:
-	for (rb = first_with_hash(root, node->hash, STABLE_HASH_OFF);
-	     rb && tries < KSM_MAX_COLLISIONS;
-	     rb = next_with_hash(rb, node->hash, STABLE_HASH_OFF)) {
-		struct ksm_stable_node *s = rb_entry(rb, struct ksm_stable_node,
-						     node);
-		struct ksm_stable_node *any;
-		struct folio *folio;
-
-		tries++;
-		any = s;
-		if (s->kind == NODE_CHAIN)
-			any = hlist_entry(s->hlist.first,
-					  struct ksm_stable_node, hlist_dup);
-		folio = get_ksm_folio(any, false);
-		if (!folio)
-			goto again;
-		/* Never read a poisoned page. */
-		if (!PageHWPoison(folio_page(folio, 0)) &&
-		    pages_identical(kpage, folio_page(folio, 0))) {
-			folio_put(folio);
-			chain = s;
-			break;
-		}
-		folio_put(folio);
-	}
-
-	if (!chain) {
-		node->kind = NODE_REGULAR;
-		rb_insert_by_hash(root, &node->node, node->hash,
-				  STABLE_HASH_OFF);
-		return;
-	}
-
-	if (chain->kind != NODE_CHAIN) {
-		struct ksm_stable_node *old = chain;
-
+	if (s->kind != NODE_CHAIN) {
 		chain = alloc_stable_node();
-		if (!chain) {
-			/* Keep both as separate regular nodes. */
-			node->kind = NODE_REGULAR;
-			rb_insert_by_hash(root, &node->node, node->hash,
-					  STABLE_HASH_OFF);
-			return;
-		}
+		if (!chain)
+			return false;
 		chain->kind = NODE_CHAIN;
-		chain->hash = old->hash;
-		chain->nid = old->nid;
+		chain->hash = s->hash;
+		chain->nid = s->nid;
 		chain->prune_time = jiffies;
-		rb_replace_node(&old->node, &chain->node, root);
-		old->kind = NODE_DUP;
-		old->chain = chain;
-		hlist_add_head(&old->hlist_dup, &chain->hlist);
+		rb_replace_node(&s->node, &chain->node, node_root(s));
+		s->kind = NODE_DUP;
+		s->chain = chain;
+		hlist_add_head(&s->hlist_dup, &chain->hlist);
 		chain->rmap_hlist_len = 1;
 		ksm_stable_node_chains++;
 		ksm_stable_node_dups++;
@@ -1442,6 +1499,50 @@ again:
 	hlist_add_head(&node->hlist_dup, &chain->hlist);
 	chain->rmap_hlist_len++;
 	ksm_stable_node_dups++;
+	return true;
+}
+
+/*
+ * File KSM page node @node (kpfn, hash and nid set), whose page is @kpage,
+ * in its stable tree.  If a KSM page with the same content is filed there
+ * already, the two become dups of a chain; without memory for the chain,
+ * @node goes in as a regular node next to it.
+ */
+static void stable_tree_insert(struct ksm_stable_node *node,
+			       struct page *kpage)
+{
+	struct rb_root *root = node_root(node);
+	struct rb_node **link, *parent;
+	struct ksm_stable_node *s;
+	bool no_chain = false;
+	struct folio *folio;
+	enum ksm_cmp cmp;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+again:
+	link = &root->rb_node;
+	parent = NULL;
+	while (*link) {
+		parent = *link;
+		s = rb_entry(parent, struct ksm_stable_node, node);
+		if (node->hash != s->hash) {
+			cmp = node->hash < s->hash ? CMP_LEFT : CMP_RIGHT;
+		} else {
+			cmp = stable_node_cmp(kpage, s, &folio);
+			if (cmp == CMP_GONE)
+				goto again;
+			if (cmp == CMP_MATCH) {
+				folio_put(folio);
+				if (!no_chain && stable_node_chain(s, node))
+					return;
+				no_chain = true;
+			}
+		}
+		link = cmp == CMP_LEFT ? &parent->rb_left : &parent->rb_right;
+	}
+	node->kind = NODE_REGULAR;
+	rb_link_node(&node->node, parent, link);
+	rb_insert_color(&node->node, root);
 }
 
 /* Add @item to @node, whose folio is locked. */
@@ -1477,9 +1578,7 @@ static void refile_migrated_nodes(void)
 			continue;
 		list_del(&node->list);
 		node->nid = get_kpfn_nid(folio_pfn(folio));
-		node->kind = NODE_REGULAR;
-		rb_insert_by_hash(node_root(node), &node->node, node->hash,
-				  STABLE_HASH_OFF);
+		stable_tree_insert(node, folio_page(folio, 0));
 		folio_put(folio);
 		cond_resched();
 	}
@@ -1644,6 +1743,20 @@ out:
 	return err;
 }
 
+/* Is @mm in the merge domain of the mm being scanned? */
+static bool mm_in_scan_domain(struct mm_struct *mm)
+{
+	struct ksm_mm_slot *slot;
+	bool same;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	spin_lock(&ksm_mmlist_lock);
+	slot = get_mm_slot(mm);
+	same = slot && slot_domain(slot) == ksm_scan.domain;
+	spin_unlock(&ksm_mmlist_lock);
+	return same;
+}
+
 /*
  * Merge @page (of @item) and @tpage (of unstable tree item @titem): @page
  * becomes a new KSM page and @tpage's mapping is replaced by it.
@@ -1668,6 +1781,11 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	vma = find_mergeable_vma(mm, addr);
 	if (!vma)
 		goto out;
+	/* Equal keys make this all but certain; a merge must make it sure. */
+	if (tmm != mm && !mm_in_scan_domain(tmm)) {
+		err = -EPERM;
+		goto out;
+	}
 	if (tmm != mm && !mmap_read_trylock(tmm)) {
 		err = -EBUSY;
 		goto out;
@@ -1701,7 +1819,7 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	if (!err && !pages_identical(page, tpage))
 		err = -EBUSY;
 	if (!err)
-		hash = page_hash(page);
+		hash = page_hash(page) ^ ksm_scan.salt;
 	if (!err) {
 		node = alloc_stable_node();
 		if (!node)
@@ -1786,62 +1904,95 @@ static struct page *get_mergeable_page(struct ksm_rmap_item *titem)
 	return page;
 }
 
-static void unstable_tree_insert(struct ksm_rmap_item *item, u64 hash,
-				 int nid)
+/*
+ * Compare @page, whose key is @key, with unstable tree item @t of the same
+ * key.  Unlike a KSM page, @t's page may have changed since it was filed:
+ * CMP_GONE if it is no longer a mergeable page on node @nid, or if its
+ * bytes differ from ours and no longer have its key (so they cannot place
+ * us in the order).  On CMP_MATCH, *@tpagep is @t's page, referenced.
+ */
+static enum ksm_cmp unstable_item_cmp(struct page *page, u64 key,
+				      struct ksm_rmap_item *t, int nid,
+				      struct page **tpagep)
 {
-	lockdep_assert_held(&ksm_thread_mutex);
+	struct page *tpage = get_mergeable_page(t);
+	enum ksm_cmp cmp;
 
-	item->hash = hash;
-	rb_insert_by_hash(root_unstable_tree + nid, &item->node, hash,
-			  UNSTABLE_HASH_OFF);
-	item->address &= ~ITEM_SEQ_MASK;
-	item->address |= ITEM_UNSTABLE | (cur_seq() << ITEM_SEQ_SHIFT);
-	ksm_pages_unshared++;
+	if (!tpage)
+		return CMP_GONE;
+	if (get_kpfn_nid(page_to_pfn(tpage)) != nid) {
+		cmp = CMP_GONE;
+	} else if (tpage == page) {
+		/* One page mapped twice (fork): equal, but no partner. */
+		cmp = CMP_RIGHT;
+	} else {
+		cmp = memcmp_to_cmp(memcmp_pages(page, tpage));
+		if (cmp == CMP_MATCH) {
+			*tpagep = tpage;
+			return cmp;
+		}
+		/* Same domain, as the key is ours: same salt. */
+		if (page_hash(tpage) != (key ^ ksm_scan.salt))
+			cmp = CMP_GONE;
+	}
+	put_page(tpage);
+	return cmp;
 }
 
 /*
- * Look for an item with the content of @page in unstable tree @nid.  If
- * found, take it out of the tree and return it with its page in *@tpagep.
- * Otherwise insert @item and return NULL.
+ * Walk unstable tree @nid for @page, whose key is @key.  With @tpagep, an
+ * item with @page's bytes is taken out of the tree and returned, its page
+ * in *@tpagep.  Otherwise (always, without @tpagep) @item is filed where
+ * the walk ends, and NULL is returned.
+ *
+ * Items met on the way whose pages changed beyond use leave the tree and
+ * the walk starts over.  Each leaves once, and the rest are in (key, bytes)
+ * order, so a walk costs O(log n) page compares plus the items it drops.
  */
 static struct ksm_rmap_item *
-unstable_tree_search_insert(struct ksm_rmap_item *item, struct page *page,
-			    u64 hash, int nid, struct page **tpagep)
+unstable_tree_walk(struct ksm_rmap_item *item, struct page *page, u64 key,
+		   int nid, struct page **tpagep)
 {
 	struct rb_root *root = root_unstable_tree + nid;
-	struct rb_node *rb;
-	int tries;
+	struct rb_node **link, *parent;
+	struct ksm_rmap_item *t;
+	struct page *tpage;
+	enum ksm_cmp cmp;
 
+	lockdep_assert_held(&ksm_thread_mutex);
 again:
-	tries = 0;
-	for (rb = first_with_hash(root, hash, UNSTABLE_HASH_OFF);
-	     rb && tries < KSM_MAX_COLLISIONS;
-	     rb = next_with_hash(rb, hash, UNSTABLE_HASH_OFF)) {
-		struct ksm_rmap_item *t = rb_entry(rb, struct ksm_rmap_item,
-						   node);
-		struct page *tpage;
-
-		tries++;
-		tpage = get_mergeable_page(t);
-		if (!tpage) {
-			/* Gone or changed beyond use: drop it from the tree. */
+	link = &root->rb_node;
+	parent = NULL;
+	while (*link) {
+		parent = *link;
+		t = rb_entry(parent, struct ksm_rmap_item, node);
+		if (key != t->hash) {
+			link = key < t->hash ? &parent->rb_left :
+					       &parent->rb_right;
+			continue;
+		}
+		cmp = unstable_item_cmp(page, key, t, nid, &tpage);
+		if (cmp == CMP_GONE) {
 			remove_item_from_unstable(t);
 			goto again;
 		}
-		if (tpage == page ||
-		    get_kpfn_nid(page_to_pfn(tpage)) != nid) {
+		if (cmp == CMP_MATCH) {
+			if (tpagep) {
+				remove_item_from_unstable(t);
+				*tpagep = tpage;
+				return t;
+			}
 			put_page(tpage);
-			continue;
 		}
-		if (pages_identical(page, tpage)) {
-			remove_item_from_unstable(t);
-			*tpagep = tpage;
-			return t;
-		}
-		put_page(tpage);
+		link = cmp == CMP_LEFT ? &parent->rb_left : &parent->rb_right;
 	}
 
-	unstable_tree_insert(item, hash, nid);
+	item->hash = key;
+	rb_link_node(&item->node, parent, link);
+	rb_insert_color(&item->node, root);
+	item->address &= ~ITEM_SEQ_MASK;
+	item->address |= ITEM_UNSTABLE | (cur_seq() << ITEM_SEQ_SHIFT);
+	ksm_pages_unshared++;
 	return NULL;
 }
 
@@ -1941,7 +2092,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	struct folio *kfolio;
 	struct page *tpage;
 	bool skipped;
-	u64 hash;
+	u64 hash, raw;
 	int nid, err;
 
 	lockdep_assert_held(&ksm_thread_mutex);
@@ -1965,15 +2116,17 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	if (item->address & ITEM_STABLE)
 		remove_item_from_stable(item);
 
+	/* @hash is the tree key: in the mm's domain, see domain_salt(). */
 	skipped = item_skips_visit(item);
 	if (skipped) {
 		hash = item->hash;
 		/* Zero pages go to the zero page, on a real visit. */
-		if (ksm_use_zero_pages && hash == zero_hash)
+		if (ksm_use_zero_pages && hash == (zero_hash ^ ksm_scan.salt))
 			return;
 	} else {
-		hash = page_hash(page);
-		if (ksm_use_zero_pages && hash == zero_hash &&
+		raw = page_hash(page);
+		hash = raw ^ ksm_scan.salt;
+		if (ksm_use_zero_pages && raw == zero_hash &&
 		    page_is_zero(page) &&
 		    !try_to_merge_with_kpage(item, page, NULL, NULL)) {
 			item->hash = 0;
@@ -1998,7 +2151,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 		return;
 	}
 
-	titem = unstable_tree_search_insert(item, page, hash, nid, &tpage);
+	titem = unstable_tree_walk(item, page, hash, nid, &tpage);
 	if (!titem) {
 		if (!skipped)
 			item_unmerged_visit(item);
@@ -2023,7 +2176,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	}
 	/* A new KSM page is filed under @hash: it must still hold. */
 	if (skipped) {
-		u64 now = page_hash(page);
+		u64 now = page_hash(page) ^ ksm_scan.salt;
 
 		if (now != hash) {
 			put_page(tpage);
@@ -2033,17 +2186,16 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 		}
 	}
 	err = try_to_merge_two_pages(item, page, titem, tpage);
-	put_page(tpage);
-	if (!err)
-		return;
 	/*
-	 * @item stays out of the tree until its next visit.  The partner
-	 * goes back unless it is unusable: a lock we could not take, or our
-	 * page changing, must not hide it from its other duplicates.
+	 * On failure @item stays out of the tree until its next visit.  The
+	 * partner goes back unless it is unusable: a lock we could not take,
+	 * or our page changing, must not hide it from its other duplicates.
 	 */
-	item->hash = hash;
 	if (err == -EBUSY || err == -ENOMEM)
-		unstable_tree_insert(titem, titem->hash, nid);
+		unstable_tree_walk(titem, tpage, titem->hash, nid, NULL);
+	put_page(tpage);
+	if (err)
+		item->hash = hash;
 }
 
 /* ---- scanning ---------------------------------------------------------- */
@@ -2399,6 +2551,8 @@ static int scan_collect(struct ksm_cand *cand, int max, bool *scan_done)
 
 	slot = ksm_scan.mm_slot;
 	mm = slot->slot.mm;
+	ksm_scan.domain = slot_domain(slot);
+	ksm_scan.salt = domain_salt(ksm_scan.domain);
 	mmap_read_lock(mm);
 	n = scan_walk_mm(mm, cand, max, &done);
 	n = scan_attach_items(slot, cand, n, &done);
@@ -2494,17 +2648,104 @@ static int ksm_scan_thread(void *nothing)
 
 /* ---- registration ---------------------------------------------------- */
 
-int __ksm_enter(struct mm_struct *mm)
+/* ---- merge domains ---------------------------------------------------- */
+
+/* A domain id nobody was ever in, or 0 once all were handed out. */
+static int ksm_fresh_domain(void)
+{
+	int id;
+
+	spin_lock(&ksm_domain_lock);
+	do {
+		id = ksm_next_domain;
+		if (id > 0)
+			ksm_next_domain--;
+	} while (id > 0 && xa_load(&ksm_joined_domains, id));
+	spin_unlock(&ksm_domain_lock);
+	return id;
+}
+
+/*
+ * Domain @id is joined by number: fresh ids skip it from now on.  (An id
+ * that was handed out fresh already is joined as it is: privileged
+ * callers may join any domain.)
+ */
+static int ksm_note_joined_domain(int id)
+{
+	return xa_err(xa_store(&ksm_joined_domains, id, xa_mk_value(1),
+			       GFP_KERNEL));
+}
+
+/* The id @slot reports: chosen, else its own under merge_domains=2. */
+static int slot_domain_id(const struct ksm_mm_slot *slot)
+{
+	int domain = READ_ONCE(slot->domain);
+
+	if (domain != KSM_DOMAIN_UNSET)
+		return domain;
+	return READ_ONCE(ksm_merge_domains) == KSM_DOMAINS_ISOLATE ?
+	       READ_ONCE(slot->auto_domain) : 0;
+}
+
+/*
+ * Give @slot a domain of its own for merge_domains=2, if it has none.
+ * Fails only once every id was handed out.
+ */
+static int slot_take_auto_domain(struct ksm_mm_slot *slot)
+{
+	lockdep_assert_held(&ksm_mmlist_lock);
+	if (slot->domain != KSM_DOMAIN_UNSET || slot->auto_domain)
+		return 0;
+	slot->auto_domain = ksm_fresh_domain();
+	return slot->auto_domain ? 0 : -ENOSPC;
+}
+
+/*
+ * Forget what ksmd learnt of @slot's pages under the key of its old
+ * domain: a skipped visit would look a page up under that key.
+ */
+static void slot_forget_keys(struct ksm_mm_slot *slot)
+{
+	struct ksm_rmap_item *item;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	for (item = slot->rmap_list; item; item = item->rmap_list) {
+		remove_item_from_tree(item);
+		item->hash = 0;
+		item_reset_age(item);
+		cond_resched();
+	}
+}
+
+/*
+ * Register @mm with ksmd; with @from, in @from's merge domain (fork,
+ * exec), else in domain 0 or, under merge_domains=2, a fresh one.
+ */
+static int ksm_enter_from(struct mm_struct *mm, struct mm_struct *from)
 {
 	struct ksm_mm_slot *slot = mm_slot_alloc(mm_slot_cache);
+	struct ksm_mm_slot *parent;
 	struct mm_slot *ms;
 	bool first;
 
 	if (!slot)
 		return -ENOMEM;
 	ms = &slot->slot;
+	ms->mm = mm;
+	slot->domain = KSM_DOMAIN_UNSET;
 	/* At the tail: ksmd gets to it at the end of its current pass. */
 	spin_lock(&ksm_mmlist_lock);
+	parent = from ? get_mm_slot(from) : NULL;
+	if (parent) {
+		slot->domain = parent->domain;
+		slot->auto_domain = parent->auto_domain;
+	}
+	if (ksm_merge_domains == KSM_DOMAINS_ISOLATE &&
+	    slot_take_auto_domain(slot)) {
+		spin_unlock(&ksm_mmlist_lock);
+		mm_slot_free(mm_slot_cache, slot);
+		return -ENOSPC;
+	}
 	first = list_empty(&ksm_mm_head.slot.mm_node);
 	slot->seq = ++ksm_enter_seq;
 	list_add_tail(&slot->slot.mm_node, &ksm_mm_head.slot.mm_node);
@@ -2514,9 +2755,45 @@ int __ksm_enter(struct mm_struct *mm)
 	mmgrab(mm);
 	set_bit(MMF_VM_MERGEABLE, &mm->flags);
 	trace_ksm_enter(mm);
+	if (slot->domain != KSM_DOMAIN_UNSET || slot->auto_domain)
+		trace_ksm_merge_domain(mm, slot_domain_id(slot));
 	/* ksmd waits for work without a timeout while the list is empty. */
 	if (first)
 		wake_up_interruptible(&ksm_thread_wait);
+	return 0;
+}
+
+int __ksm_enter(struct mm_struct *mm)
+{
+	return ksm_enter_from(mm, NULL);
+}
+
+int __ksm_fork(struct mm_struct *mm, struct mm_struct *oldmm)
+{
+	return ksm_enter_from(mm, oldmm);
+}
+
+/*
+ * exec: @mm replaces current->mm.  It is registered if the process merges
+ * as a whole (PR_SET_MEMORY_MERGE), or to keep the merge domain it chose
+ * (or, under merge_domains=2, was given), in which it stays.
+ */
+int __ksm_execve(struct mm_struct *mm)
+{
+	struct mm_struct *old = current->mm;
+	struct ksm_mm_slot *slot;
+	bool keep = false;
+
+	if (old && test_bit(MMF_VM_MERGEABLE, &old->flags)) {
+		spin_lock(&ksm_mmlist_lock);
+		slot = get_mm_slot(old);
+		keep = slot && (slot->domain != KSM_DOMAIN_UNSET ||
+				(slot->auto_domain &&
+				 ksm_merge_domains == KSM_DOMAINS_ISOLATE));
+		spin_unlock(&ksm_mmlist_lock);
+	}
+	if (keep || test_bit(MMF_VM_MERGE_ANY, &mm->flags))
+		return ksm_enter_from(mm, keep ? old : NULL);
 	return 0;
 }
 
@@ -2681,6 +2958,75 @@ static int unmerge_mm(struct mm_struct *mm)
 			break;
 	}
 	return err;
+}
+
+/*
+ * PR_SET_MEMORY_MERGE_DOMAIN.  The mm's KSM pages are unmerged first, with
+ * ksmd held off, so that no page of it stays shared with its old domain;
+ * if that fails, the domain stays as it was.  Returns the id of a fresh
+ * domain, else 0 or an error.
+ */
+int ksm_set_merge_domain(struct mm_struct *mm, unsigned long arg)
+{
+	bool fresh = arg == PR_MEMORY_MERGE_DOMAIN_NEW ||
+		     arg == (u32)PR_MEMORY_MERGE_DOMAIN_NEW;
+	struct ksm_mm_slot *slot;
+	int id = 0, err;
+
+	if (!fresh) {
+		if (arg > INT_MAX)
+			return -EINVAL;
+		if (!capable(CAP_SYS_RESOURCE))
+			return -EPERM;
+		id = arg;
+		err = id ? ksm_note_joined_domain(id) : 0;
+		if (err)
+			return err;
+	}
+	if (mutex_lock_killable(&ksm_thread_mutex))
+		return -EINTR;
+	err = -EINTR;
+	if (mmap_write_lock_killable(mm))
+		goto out_mutex;
+	err = ksm_register(mm);
+	if (err)
+		goto out;
+	spin_lock(&ksm_mmlist_lock);
+	slot = get_mm_slot(mm);
+	spin_unlock(&ksm_mmlist_lock);
+	if (!fresh && slot->domain == id)
+		goto out;
+	err = unmerge_mm(mm);
+	if (err)
+		goto out;
+	if (fresh) {
+		id = ksm_fresh_domain();
+		err = -ENOSPC;
+		if (!id)
+			goto out;
+	}
+	slot_forget_keys(slot);
+	WRITE_ONCE(slot->domain, id);
+	trace_ksm_merge_domain(mm, id);
+	err = fresh ? id : 0;
+out:
+	mmap_write_unlock(mm);
+out_mutex:
+	mutex_unlock(&ksm_thread_mutex);
+	return err;
+}
+
+int ksm_get_merge_domain(struct mm_struct *mm)
+{
+	struct ksm_mm_slot *slot;
+	int id = 0;
+
+	spin_lock(&ksm_mmlist_lock);
+	slot = get_mm_slot(mm);
+	if (slot)
+		id = slot_domain_id(slot);
+	spin_unlock(&ksm_mmlist_lock);
+	return id;
 }
 
 /*
@@ -2965,6 +3311,7 @@ long ksm_process_profit(struct mm_struct *mm)
  */
 void ksm_proc_stat(struct seq_file *m, struct mm_struct *mm)
 {
+	seq_printf(m, "ksm_merge_domain %d\n", ksm_get_merge_domain(mm));
 }
 
 /* ---- memory hotplug ---------------------------------------------------- */
@@ -3027,6 +3374,7 @@ enum ksm_file_id {
 	KF_ADVISOR_MIN_PAGES,
 	KF_ADVISOR_MAX_PAGES,
 	KF_ADVISOR_TARGET_TIME,
+	KF_MERGE_DOMAINS,
 	KF_PAGES_SCANNED,
 	KF_PAGES_SHARED,
 	KF_PAGES_SHARING,
@@ -3121,6 +3469,8 @@ static long ksm_file_value(enum ksm_file_id id)
 		return READ_ONCE(ksm_advisor_max_pages_to_scan);
 	case KF_ADVISOR_TARGET_TIME:
 		return READ_ONCE(ksm_advisor_target_scan_time);
+	case KF_MERGE_DOMAINS:
+		return READ_ONCE(ksm_merge_domains);
 	case KF_PAGES_SCANNED:
 		return READ_ONCE(ksm_pages_scanned);
 	case KF_PAGES_SHARED:
@@ -3247,6 +3597,47 @@ static int ksm_set_merge_across_nodes(unsigned long val)
 }
 #endif
 
+/*
+ * merge_domains changes which pages may meet, so, like merge_across_nodes,
+ * only while no KSM page is shared.  Every key ksmd holds was made under
+ * the old rule: the unstable trees start over and every item is read
+ * afresh on its next visit.  Under 2 every registered mm that chose no
+ * domain gets one of its own.
+ */
+static int ksm_set_merge_domains(unsigned long val)
+{
+	struct ksm_rmap_item *item;
+	struct ksm_mm_slot *slot;
+	int err = 0;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	if (ksm_merge_domains == val)
+		return 0;
+	if (ksm_pages_shared)
+		return -EBUSY;
+	forget_unstable_trees();
+	spin_lock(&ksm_mmlist_lock);
+	list_for_each_entry(slot, &ksm_mm_head.slot.mm_node, slot.mm_node) {
+		if (val == KSM_DOMAINS_ISOLATE && !slot->auto_domain &&
+		    slot->domain == KSM_DOMAIN_UNSET) {
+			err = slot_take_auto_domain(slot);
+			if (err)
+				break;
+			trace_ksm_merge_domain(slot->slot.mm,
+					       slot->auto_domain);
+		}
+		/* No item is stable: none is in a tree now. */
+		for (item = slot->rmap_list; item; item = item->rmap_list) {
+			item->hash = 0;
+			item_reset_age(item);
+		}
+	}
+	if (!err)
+		WRITE_ONCE(ksm_merge_domains, val);
+	spin_unlock(&ksm_mmlist_lock);
+	return err;
+}
+
 /* advisor_mode takes a word, not a number. */
 static int ksm_set_advisor(const char *buf)
 {
@@ -3318,6 +3709,8 @@ static int ksm_file_set(const struct ksm_file *f, unsigned long val)
 	case KF_ADVISOR_TARGET_TIME:
 		ksm_advisor_target_scan_time = val;
 		return 0;
+	case KF_MERGE_DOMAINS:
+		return ksm_set_merge_domains(val);
 	default:
 		return -EACCES;
 	}
@@ -3431,6 +3824,8 @@ static struct ksm_file ksm_files[] = {
 		 UINT_MAX, true),
 	KSM_KNOB(advisor_target_scan_time, KF_ADVISOR_TARGET_TIME, KP_NUM, 1,
 		 U32_MAX, true),
+	KSM_KNOB(merge_domains, KF_MERGE_DOMAINS, KP_NUM, 0,
+		 KSM_DOMAINS_ISOLATE, true),
 	KSM_STAT(pages_scanned, KF_PAGES_SCANNED, false),
 	KSM_STAT(pages_shared, KF_PAGES_SHARED, false),
 	KSM_STAT(pages_sharing, KF_PAGES_SHARING, true),
@@ -3517,6 +3912,10 @@ static int __init ksm_init(void)
 	struct task_struct *ksmd;
 	int err;
 
+	/* Keys nobody can predict: see the comment at the top. */
+	ksm_hash_seed = get_random_u64();
+	ksm_salt_mul[0] = get_random_u64() | 1;
+	ksm_salt_mul[1] = get_random_u64() | 1;
 	/* use_zero_pages compares page hashes against this one first. */
 	zero_hash = page_hash(ZERO_PAGE(0));
 

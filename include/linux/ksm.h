@@ -25,7 +25,13 @@ int ksm_disable_merge_any(struct mm_struct *mm);
 int ksm_disable(struct mm_struct *mm);
 
 int __ksm_enter(struct mm_struct *mm);
+int __ksm_fork(struct mm_struct *mm, struct mm_struct *oldmm);
+int __ksm_execve(struct mm_struct *mm);
 void __ksm_exit(struct mm_struct *mm);
+
+/* PR_SET_MEMORY_MERGE_DOMAIN, PR_GET_MEMORY_MERGE_DOMAIN */
+int ksm_set_merge_domain(struct mm_struct *mm, unsigned long arg);
+int ksm_get_merge_domain(struct mm_struct *mm);
 
 /*
  * A PTE that maps the shared zero page and has the dirty bit set was put
@@ -64,8 +70,8 @@ static inline void ksm_fork(struct mm_struct *mm, struct mm_struct *oldmm)
 	 * the parent's KSM zero PTEs, so account those.  Read the parent's
 	 * count now, not the copy dup_mm() took before dup_mmap() locked the
 	 * parent: ksmd may have merged more zero pages in between.
-	 * Registration is best effort: failing it only means the child is
-	 * not scanned.
+	 * Registration, in the parent's merge domain, is best effort:
+	 * failing it only means the child is not scanned.
 	 */
 	if (test_bit(MMF_VM_MERGEABLE, &oldmm->flags)) {
 		long nr_zero = atomic_long_read(&oldmm->ksm_zero_pages);
@@ -74,14 +80,19 @@ static inline void ksm_fork(struct mm_struct *mm, struct mm_struct *oldmm)
 		mm->ksm_merging_pages = 0;
 		mm->ksm_rmap_items = 0;
 		atomic_long_add(nr_zero, &ksm_zero_pages);
-		__ksm_enter(mm);
+		__ksm_fork(mm, oldmm);
 	}
 }
 
+/*
+ * Called with the new @mm while current->mm is still the old one: a
+ * process that merges as a whole, or that is in a merge domain, stays so.
+ */
 static inline int ksm_execve(struct mm_struct *mm)
 {
-	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags))
-		return __ksm_enter(mm);
+	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags) ||
+	    (current->mm && test_bit(MMF_VM_MERGEABLE, &current->mm->flags)))
+		return __ksm_execve(mm);
 
 	return 0;
 }

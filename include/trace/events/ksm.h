@@ -126,6 +126,22 @@ TRACE_EVENT(ksm_advisor,
 		      __entry->cpu_percent)
 );
 
+/*
+ * Ours, not upstream's: @mm merges in merge domain @domain from now on
+ * (PR_SET_MEMORY_MERGE_DOMAIN, inherited over fork or exec, or its own
+ * under merge_domains=2).  The merge events carry the mm, so a trace
+ * tells which domain every merge was in.
+ */
+TRACE_EVENT(ksm_merge_domain,
+	    TP_PROTO(void *mm, int domain),
+	    TP_ARGS(mm, domain),
+	    TP_STRUCT__entry(__field(void *, mm)
+			     __field(int, domain)),
+	    TP_fast_assign(__entry->mm = mm;
+			   __entry->domain = domain;),
+	    TP_printk("mm %p domain %d", __entry->mm, __entry->domain)
+);
+
 #endif /* _TRACE_KSM_H */
 
 /* This part must be outside protection */
