@@ -115,6 +115,7 @@ struct scenario {
 	bool thp_region;
 	bool memcg;
 	bool migrate;		/* the migrate scenario's extra checks */
+	bool domains;		/* workers in merge domains, mode flipped */
 };
 
 static const struct scenario scenarios[] = {
@@ -136,7 +137,16 @@ static const struct scenario scenarios[] = {
 	/* last: the seeds of the scenarios above stay as they were */
 	{ "migrate", BASE_OPS | B(OP_MOVE_PAGES) | B(OP_UNMERGE) |
 		B(OP_MREMAP_MOVE) | B(OP_FORK), 1, false, false, true },
+	/* merge domains: joined, changed (unmerging), merge_domains flipped */
+	{ "domains", BASE_OPS | B(OP_PRCTL) | B(OP_FORK) | B(OP_EXEC) |
+		B(OP_UNMERGE), 1, false, false, false, true },
 };
+
+#ifndef PR_SET_MEMORY_MERGE_DOMAIN
+#define PR_SET_MEMORY_MERGE_DOMAIN	0x6b736d01
+#define PR_GET_MEMORY_MERGE_DOMAIN	0x6b736d02
+#define PR_MEMORY_MERGE_DOMAIN_NEW	(~0UL)
+#endif
 
 #define NR_SCEN ((int)ARRAY_SIZE(scenarios))
 
@@ -1273,6 +1283,29 @@ static void spawn_child(struct tctx *t, bool do_exec)
 	op_done(do_exec ? OP_EXEC : OP_FORK);
 }
 
+/*
+ * Domains scenario: move the worker to domain 1, 2, 3 or a fresh one.
+ * The change unmerges the process first; every byte must survive it.
+ */
+static void do_domain(struct tctx *t)
+{
+	long x = rndn(&t->rng, 4), got;
+	unsigned long id = x == 3 ? PR_MEMORY_MERGE_DOMAIN_NEW : x + 1;
+
+	pthread_rwlock_wrlock(&W.lock);
+	got = prctl(PR_SET_MEMORY_MERGE_DOMAIN, id, 0, 0, 0);
+	if (got < 0)
+		op_error(OP_PRCTL, errno, "PR_SET_MEMORY_MERGE_DOMAIN");
+	else if (prctl(PR_GET_MEMORY_MERGE_DOMAIN, 0, 0, 0, 0) !=
+		 (x == 3 ? got : (long)id))
+		op_error(OP_PRCTL, EPROTO, "PR_GET_MEMORY_MERGE_DOMAIN mismatch");
+	for (int i = 0; i < NR_THREADS; i++)
+		for (int j = 0; j < W.t[i].nreg; j++)
+			t->mism += verify_region("domain", &W.t[i].reg[j]);
+	op_done(OP_PRCTL);
+	pthread_rwlock_unlock(&W.lock);
+}
+
 static void do_prctl(struct tctx *t)
 {
 	static double next;
@@ -1282,6 +1315,8 @@ static void do_prctl(struct tctx *t)
 	if (ksm_now() < next)
 		return;
 	next = ksm_now() + 0.2 + rndn(&t->rng, 300) / 1000.0;
+	if (W.sc->domains && rndn(&t->rng, 2))
+		return do_domain(t);
 
 	pthread_rwlock_wrlock(&W.lock);
 	if (prctl(PR_SET_MEMORY_MERGE, !W.merge_any, 0, 0, 0)) {
@@ -1541,6 +1576,11 @@ static int worker_main(int wid, const struct scenario *sc, uint64_t seed,
 	W.seed = seed;
 	W.deadline = deadline;
 	W.prctl_mode = wid & 1;
+	/* Domains scenario: workers 0 and 3 share domain 1, and so on. */
+	if (sc->domains &&
+	    prctl(PR_SET_MEMORY_MERGE_DOMAIN, wid % 3 + 1, 0, 0, 0) < 0)
+		ksft_print_msg("PR_SET_MEMORY_MERGE_DOMAIN: %s\n",
+			       strerror(errno));
 	if (cgroup && wid == 0) {
 		char path[512];
 		int fd;
@@ -1603,6 +1643,7 @@ static long ctl_errors, ctl_busy, ctl_max_sharing, ctl_max_zero;
 static uint64_t ctl_rng;
 static bool ctl_advisor;	/* scan-time active */
 static bool ctl_migrate;	/* the migrate scenario: kill run=2 writers */
+static bool ctl_domains;	/* the domains scenario: flip merge_domains */
 static bool have_race_delay;	/* debug kernel fault injection knob */
 
 static void ctl_write(const char *name, long val, bool busy_ok)
@@ -1754,6 +1795,14 @@ static void *controller_main(void *arg)
 			break;
 		default:
 			/* mostly: leave ksmd running flat out */
+			if (ctl_domains && !rndn(&ctl_rng, 8)) {
+				if (rndn(&ctl_rng, 2))
+					ctl_write("merge_domains",
+						  rndn(&ctl_rng, 3), true);
+				else
+					ctl_settle_and("merge_domains",
+						       rndn(&ctl_rng, 3));
+			}
 			break;
 		}
 		ctl_sample();
@@ -1962,6 +2011,7 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 	ctl_max_sharing = 0;
 	ctl_max_zero = 0;
 	ctl_migrate = sc->migrate;
+	ctl_domains = sc->domains;
 	WRITE_ONCE(sh->parked, 0);
 	WRITE_ONCE(sh->unmerged, 0);
 	if (sc->migrate)
@@ -2018,6 +2068,10 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 		WRITE_ONCE(ctl_stop, 1);
 		pthread_join(ctl, NULL);
 	}
+	/* merge_domains is EBUSY while shared: unmerge to put it back. */
+	if (sc->domains && ksm_read("merge_domains") > 0 &&
+	    (!ksm_settle(120) || ksm_write("merge_domains", 0)))
+		ksft_print_msg("domains: cannot reset merge_domains\n");
 	ctl_fast();
 
 	len += snprintf(line + len, sizeof(line) - len, "%s: ", sc->name);
@@ -2211,8 +2265,13 @@ int main(int argc, char **argv)
 	slab_read(&slab_start);
 	cgroup_setup();
 
-	for (int s = 0; s < NR_SCEN; s++)
+	for (int s = 0; s < NR_SCEN; s++) {
 		selected[s] = !only || scen_listed(only, scenarios[s].name);
+		/* Not on kernels without merge domains (upstream). */
+		if (scenarios[s].domains &&
+		    access(KSM_SYSFS "merge_domains", F_OK))
+			selected[s] = false;
+	}
 	start = ksm_now();
 	for (int s = 0; s < NR_SCEN; s++) {
 		double left = duration - (ksm_now() - start), wleft = 0;
