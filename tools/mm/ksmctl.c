@@ -43,11 +43,11 @@
 #define PR_GET_MEMORY_MERGE		68
 #endif
 #ifndef PR_SET_MEMORY_MERGE_DOMAIN
-#define PR_SET_MEMORY_MERGE_DOMAIN	0x4b534d01
-#define PR_GET_MEMORY_MERGE_DOMAIN	0x4b534d02
+#define PR_SET_MEMORY_MERGE_DOMAIN	0x6b736d01
+#define PR_GET_MEMORY_MERGE_DOMAIN	0x6b736d02
 #endif
 #ifndef PR_MEMORY_MERGE_DOMAIN_NEW
-#define PR_MEMORY_MERGE_DOMAIN_NEW	(-1)
+#define PR_MEMORY_MERGE_DOMAIN_NEW	(~0UL)
 #endif
 #ifndef MADV_MERGEABLE
 #define MADV_MERGEABLE			12
@@ -1478,7 +1478,8 @@ static int cmd_run(int argc, char **argv)
 		unsigned long arg = new_domain ?
 			(unsigned long)PR_MEMORY_MERGE_DOMAIN_NEW : id;
 
-		if (prctl(PR_SET_MEMORY_MERGE_DOMAIN, arg, 0, 0, 0)) {
+		/* A fresh domain comes back as its (positive) id. */
+		if (prctl(PR_SET_MEMORY_MERGE_DOMAIN, arg, 0, 0, 0) < 0) {
 			if (errno == EINVAL)
 				fail("this kernel has no KSM merge domains support");
 			fail("cannot set merge domain: %s", errno_words(errno));
