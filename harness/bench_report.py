@@ -46,6 +46,15 @@ METRICS = [
      "pages saved on a mixed workload after 2 full scans"),
     ("advisor_steady_cpu", "%", "lower", "advisor_steady_cpu", 1.0,
      "ksmd CPU % with advisor_mode=scan-time, candidate set grows then shrinks"),
+    ("merge_throughput_domains2", "MiB/s", "higher",
+     "merge_throughput_domains2", None,
+     "merge_throughput with merge_domains=2, the processes in one domain "
+     "(upstream, without domains: the plain workload); compare ours with "
+     "ours' merge_throughput"),
+    ("unique_scan_cpu_domains2", "s/scan", "lower",
+     "unique_scan_cpu_domains2", None,
+     "unique_scan_cpu with merge_domains=2 (upstream: plain); compare ours "
+     "with ours' unique_scan_cpu"),
 ]
 SPLAT = re.compile(r"\] (BUG|WARNING|Oops|Kernel panic|general protection|"
                    r"KASAN|Unable to handle|list_add corruption|"

@@ -53,10 +53,45 @@ bench_info(const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* KSM_BENCH_DOMAINS=2: the same workload, its metrics named *_domains2. */
+static const char *metric_suffix = "";
+
 static void result(const char *metric, double val, const char *unit)
 {
-	printf("BENCH %s %.6g %s\n", metric, val, unit);
+	printf("BENCH %s%s %.6g %s\n", metric, metric_suffix, val, unit);
 	fflush(stdout);
+}
+
+#ifndef PR_SET_MEMORY_MERGE_DOMAIN
+#define PR_SET_MEMORY_MERGE_DOMAIN	0x6b736d01
+#define PR_MEMORY_MERGE_DOMAIN_NEW	(~0UL)
+#endif
+
+/*
+ * Run the workload with merge_domains=2, its processes in one fresh domain
+ * (they are forked by us after we took it), to show what domains cost.  A
+ * kernel without domains runs it as it is, under the same metric names.
+ */
+static void bench_domains(void)
+{
+	const char *want = getenv("KSM_BENCH_DOMAINS");
+
+	if (!want || strcmp(want, "2"))
+		return;
+	metric_suffix = "_domains2";
+	if (ksm_read("merge_domains") < 0) {
+		bench_info("domains: none in this kernel, workload run as is");
+		return;
+	}
+	if (ksm_write("merge_domains", 2) ||
+	    prctl(PR_SET_MEMORY_MERGE_DOMAIN, PR_MEMORY_MERGE_DOMAIN_NEW,
+		  0, 0, 0) <= 0) {
+		printf("BENCHFAIL cannot set up merge domains: %s\n",
+		       strerror(errno));
+		exit(1);
+	}
+	bench_info("domains: merge_domains=2, workload in domain %d",
+		   prctl(0x6b736d02, 0, 0, 0, 0));
 }
 
 static void kill_kids(void)
@@ -559,6 +594,7 @@ int main(int argc, char **argv)
 		printf("BENCHFAIL KSM pages still shared before the workload\n");
 		return 1;
 	}
+	bench_domains();
 	if (argc == 4 && !strcmp(argv[1], "merge"))
 		bench_merge(atol(argv[2]), atol(argv[3]));
 	if ((argc == 6 || argc == 7) && !strcmp(argv[1], "unique"))

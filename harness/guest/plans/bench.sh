@@ -49,4 +49,7 @@ rep 3 ksm_tests-C 300 ksm_tests -C -p 2000
 rep $KT_REPS ksm_tests-D 300 ksm_tests -D -s $KT_MIB -p 2000
 ksmt_run dedup_outcome 300 ksm_bench mixed $MIXED
 ksmt_run advisor_steady_cpu 300 ksm_bench advisor $ADVISOR
+# The cost of merge domains: the same workloads with merge_domains=2.
+rep $REPS merge_throughput_domains2 300 env KSM_BENCH_DOMAINS=2 ksm_bench merge $MERGE
+ksmt_run unique_scan_cpu_domains2 400 env KSM_BENCH_DOMAINS=2 ksm_bench unique $UNIQ 0 3 5 $REPS
 }
