@@ -1289,13 +1289,25 @@ static inline struct ksm_stable_node *node_any(struct ksm_stable_node *node)
 			   hlist_dup);
 }
 
+/*
+ * A poisoned KSM page must never be read, and without reading it a walk
+ * cannot tell which way to go: its node leaves the tree for the migrate
+ * list, where refile_migrated_nodes() leaves it (its items and rmap stay
+ * as they are, for memory-failure handling).
+ */
+static void park_poisoned_node(struct ksm_stable_node *node)
+{
+	unlink_stable_node(node);
+	node->kind = NODE_MIGRATE;
+	list_add(&node->list, &migrate_nodes);
+}
+
 /* Outcomes of comparing a page with a tree entry of the same key. */
 enum ksm_cmp {
 	CMP_LEFT,	/* the page goes left of the entry */
 	CMP_RIGHT,	/* ... right of it */
 	CMP_MATCH,	/* same bytes */
 	CMP_GONE,	/* the entry went away meanwhile: start over */
-	CMP_POISON,	/* its KSM page is poisoned and must not be read */
 };
 
 static inline enum ksm_cmp memcmp_to_cmp(int cmp)
@@ -1306,21 +1318,25 @@ static inline enum ksm_cmp memcmp_to_cmp(int cmp)
 /*
  * Compare @page with stable node @s, whose key is @page's.  A KSM page is
  * write-protected, so this order never goes stale.  On CMP_MATCH, *@folio
- * is the node's KSM folio, with a reference held.
+ * is the node's KSM folio, with a reference held.  A poisoned KSM page's
+ * node is parked, and the walk starts over.
  */
 static enum ksm_cmp stable_node_cmp(struct page *page,
 				    struct ksm_stable_node *s,
 				    struct folio **folio)
 {
+	struct ksm_stable_node *any = node_any(s);
 	enum ksm_cmp cmp;
 
-	*folio = get_ksm_folio(node_any(s), false);
+	*folio = get_ksm_folio(any, false);
 	if (!*folio)
 		return CMP_GONE;
-	if (PageHWPoison(folio_page(*folio, 0)))
-		cmp = CMP_POISON;
-	else
+	if (PageHWPoison(folio_page(*folio, 0))) {
+		park_poisoned_node(any);
+		cmp = CMP_GONE;
+	} else {
 		cmp = memcmp_to_cmp(memcmp_pages(page, folio_page(*folio, 0)));
+	}
 	if (cmp != CMP_MATCH)
 		folio_put(*folio);
 	return cmp;
@@ -1430,9 +1446,6 @@ again:
 			break;
 		if (cmp == CMP_GONE)
 			goto again;
-		/* Where a poisoned page sits in the order is unknown. */
-		if (cmp == CMP_POISON)
-			return NULL;
 		rb = cmp == CMP_LEFT ? rb->rb_left : rb->rb_right;
 	}
 	if (!rb)
@@ -1455,6 +1468,11 @@ again:
 		folio = get_ksm_folio(cand, false);
 		if (!folio)
 			goto again;
+		if (PageHWPoison(folio_page(folio, 0))) {
+			folio_put(folio);
+			park_poisoned_node(cand);
+			goto again;
+		}
 	} else if (s->rmap_hlist_len < ksm_max_page_sharing) {
 		cand = s;
 	} else {
@@ -1576,6 +1594,11 @@ static void refile_migrated_nodes(void)
 
 		if (!folio)
 			continue;
+		/* Never to be read again: see park_poisoned_node(). */
+		if (PageHWPoison(folio_page(folio, 0))) {
+			folio_put(folio);
+			continue;
+		}
 		list_del(&node->list);
 		node->nid = get_kpfn_nid(folio_pfn(folio));
 		stable_tree_insert(node, folio_page(folio, 0));
