@@ -3332,9 +3332,45 @@ long ksm_process_profit(struct mm_struct *mm)
  * Our lines of /proc/PID/ksm_stat, after upstream's four (which keep their
  * order and meaning, for the parsers that read them).
  */
+/*
+ * The saving that is fairly @mm's: a page that is one of k mapping a KSM
+ * page saves the system (k - 1) / k of a page, a KSM zero page a whole
+ * page, less what @mm's items cost.  Summed over all processes this is
+ * general_profit (less under a byte per item of rounding), which upstream's
+ * ksm_process_profit, counting every merged page whole, exceeds.  The
+ * item list is only stable under ksm_thread_mutex.
+ */
+static long ksm_fair_saving(struct mm_struct *mm)
+{
+	struct ksm_rmap_item *item;
+	struct ksm_mm_slot *slot;
+	long saved = 0;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	spin_lock(&ksm_mmlist_lock);
+	slot = get_mm_slot(mm);
+	spin_unlock(&ksm_mmlist_lock);
+	/* @mm is held by our caller: __ksm_exit() has not run. */
+	if (slot) {
+		for (item = slot->rmap_list; item; item = item->rmap_list) {
+			if (item->address & ITEM_STABLE) {
+				unsigned int k = item->head->rmap_hlist_len;
+
+				saved += PAGE_SIZE * (k - 1) / k;
+			}
+		}
+	}
+	return saved + mm_ksm_zero_pages(mm) * (long)PAGE_SIZE -
+	       (long)(mm->ksm_rmap_items * sizeof(struct ksm_rmap_item));
+}
+
 void ksm_proc_stat(struct seq_file *m, struct mm_struct *mm)
 {
 	seq_printf(m, "ksm_merge_domain %d\n", ksm_get_merge_domain(mm));
+	if (mutex_lock_killable(&ksm_thread_mutex))
+		return;
+	seq_printf(m, "ksm_saved_bytes %ld\n", ksm_fair_saving(mm));
+	mutex_unlock(&ksm_thread_mutex);
 }
 
 /* ---- memory hotplug ---------------------------------------------------- */
