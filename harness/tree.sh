@@ -49,7 +49,7 @@ prepare_ours() {
 		return 0
 	fi
 	note "preparing our tree (base $(base_version))"
-	old_patched=$(tr "\n" " " <"$OURS/.ksm-patched" 2>/dev/null || true)
+	old_patched=$({ cat "$OURS/.ksm-patched" 2>/dev/null || true; } | tr "\n" " ")
 	rm -rf "$OURS.new"
 	cp -al "$PRISTINE" "$OURS.new"
 	rm -f "$OURS.new/.ksm-pristine-ok"
