@@ -58,6 +58,9 @@
  * lock around our callbacks.  A slot's merge domain (domain, auto_domain)
  * is set before the slot is listed, or changed with ksm_thread_mutex and
  * the mm's mmap_lock held for writing: ksmd reads it under the mutex.
+ * The estimate groups, their member lists and the estimate numbers are
+ * only touched with ksm_thread_mutex held; readers of the numbers take it
+ * too, so that a full scan's count and its numbers are seen together.
  */
 
 #include <linux/errno.h>
@@ -116,7 +119,13 @@ struct ksm_rmap_item {
 	unsigned long address;			/* page address | ITEM_* */
 	union {
 		struct {			/* unstable tree or untracked */
-			struct rb_node node;
+			union {
+				struct rb_node node;
+				struct {	/* estimate group member */
+					struct hlist_node est_link;
+					struct ksm_est_group *est_group;
+				};
+			};
 			u64 hash;		/* content hash at last visit */
 		};
 		struct {			/* stable (mapping a KSM page) */
@@ -128,7 +137,10 @@ struct ksm_rmap_item {
 };
 
 #define ITEM_UNSTABLE		BIT(0)	/* in the unstable tree ... */
+/* (both bits set: in an estimate group, see ITEM_EST_MEMBER) */
 #define ITEM_STABLE		BIT(1)
+#define ITEM_STATE_MASK		(ITEM_UNSTABLE | ITEM_STABLE)
+#define ITEM_EST_MEMBER		ITEM_STATE_MASK	/* in an estimate group */
 #define ITEM_SEQ_SHIFT		2	/* ... of this scan generation */
 #define ITEM_SEQ_MASK		(7UL << ITEM_SEQ_SHIFT)
 #define ITEM_AGE_SHIFT		5	/* smart scan: unmerged visits */
@@ -181,7 +193,23 @@ struct ksm_mm_slot {
 	unsigned long seq;			/* registration order */
 	int domain;				/* chosen, or KSM_DOMAIN_UNSET */
 	int auto_domain;			/* merge_domains=2, or 0 */
+	long est_saved;				/* estimate: last full scan */
 	struct mm_slot slot;
+};
+
+/*
+ * Estimate mode: pages that merging would put on one KSM page.  The first
+ * page met (the leader) stays in the unstable tree, and every page that
+ * matches it joins its group instead of merging; the groups are counted
+ * and forgotten at the end of each full scan.  A group costs one small
+ * record, as a KSM page costs one stable node; the members need nothing
+ * but their items.
+ */
+struct ksm_est_group {
+	struct rb_node rb;			/* ksm_est_groups, by leader */
+	struct ksm_rmap_item *leader;		/* NULL: the zero page group */
+	struct hlist_head members;		/* leader excluded */
+	unsigned long pages;			/* members and leader */
 };
 
 /* A slot whose mm never chose a merge domain (PR_SET_MEMORY_MERGE_DOMAIN). */
@@ -199,6 +227,7 @@ struct ksm_cand {
 static struct kmem_cache *rmap_item_cache;
 static struct kmem_cache *stable_node_cache;
 static struct kmem_cache *mm_slot_cache;
+static struct kmem_cache *est_group_cache;
 
 static struct rb_root one_stable_tree[1] = { RB_ROOT };
 static struct rb_root one_unstable_tree[1] = { RB_ROOT };
@@ -285,6 +314,20 @@ static unsigned int ksm_merge_across_nodes = 1;
 #define KSM_DOMAINS_CHOSEN	1
 #define KSM_DOMAINS_ISOLATE	2
 static unsigned int ksm_merge_domains;
+
+/*
+ * Estimate mode (sysfs estimate=1): ksmd scans as for merging but only
+ * counts.  The estimate_* files show the last full scan that ran entirely
+ * in estimate mode; @ksm_est_pass_valid says the current one does.
+ */
+static bool ksm_estimate;
+static bool ksm_est_pass_valid;
+static struct rb_root ksm_est_groups = RB_ROOT;
+static struct ksm_est_group ksm_est_zero_group;
+static unsigned long ksm_est_pages_shared;
+static unsigned long ksm_est_pages_sharing;
+static unsigned long ksm_est_zero_pages;
+static long ksm_est_profit;
 
 /*
  * Fresh domain ids (PR_MEMORY_MERGE_DOMAIN_NEW, merge_domains=2) count
@@ -424,7 +467,23 @@ static inline unsigned long cur_seq(void)
 
 static inline bool item_in_unstable_tree(const struct ksm_rmap_item *item)
 {
-	return (item->address & ITEM_UNSTABLE) && item_seq(item) == cur_seq();
+	return (item->address & ITEM_STATE_MASK) == ITEM_UNSTABLE &&
+	       item_seq(item) == cur_seq();
+}
+
+static inline void item_reset_age(struct ksm_rmap_item *item)
+{
+	item->address &= ~(ITEM_AGE_MASK | ITEM_SKIP_MASK);
+}
+
+static inline bool item_is_stable(const struct ksm_rmap_item *item)
+{
+	return (item->address & ITEM_STATE_MASK) == ITEM_STABLE;
+}
+
+static inline bool item_is_est_member(const struct ksm_rmap_item *item)
+{
+	return (item->address & ITEM_STATE_MASK) == ITEM_EST_MEMBER;
 }
 
 static inline unsigned int item_field(const struct ksm_rmap_item *item,
@@ -717,9 +776,240 @@ static void remove_item_from_stable(struct ksm_rmap_item *item)
 	/* If the folio is gone, the stale node took the item with it. */
 	if (!folio)
 		return;
-	if (item->address & ITEM_STABLE)
+	if (item_is_stable(item))
 		stable_item_detach(item);
 	put_ksm_folio(folio, true);
+}
+
+/* ---- estimate groups --------------------------------------------------- */
+
+static struct ksm_est_group *est_group_of(struct ksm_rmap_item *leader)
+{
+	struct rb_node *rb = ksm_est_groups.rb_node;
+
+	while (rb) {
+		struct ksm_est_group *g = rb_entry(rb, struct ksm_est_group, rb);
+
+		if (leader == g->leader)
+			return g;
+		rb = leader < g->leader ? rb->rb_left : rb->rb_right;
+	}
+	return NULL;
+}
+
+static void est_group_file(struct ksm_est_group *g)
+{
+	struct rb_node **link = &ksm_est_groups.rb_node, *parent = NULL;
+
+	while (*link) {
+		struct ksm_est_group *p;
+
+		parent = *link;
+		p = rb_entry(parent, struct ksm_est_group, rb);
+		link = g->leader < p->leader ? &parent->rb_left :
+					       &parent->rb_right;
+	}
+	rb_link_node(&g->rb, parent, link);
+	rb_insert_color(&g->rb, &ksm_est_groups);
+}
+
+static void est_group_add(struct ksm_est_group *g, struct ksm_rmap_item *item)
+{
+	item->address &= ~ITEM_SEQ_MASK;
+	item->address |= ITEM_EST_MEMBER;
+	hlist_add_head(&item->est_link, &g->members);
+	item->est_group = g;
+	g->pages++;
+	/* As a merged page would be, it is not aged by smart scan. */
+	item_reset_age(item);
+}
+
+/*
+ * @item, whose page has the bytes of unstable tree item @leader's page,
+ * joins @leader's group (made here, on the first match).  Without memory
+ * for a group, the page is just not counted in this scan.
+ */
+static void est_join(struct ksm_rmap_item *item, struct ksm_rmap_item *leader)
+{
+	struct ksm_est_group *g;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	g = leader ? est_group_of(leader) : &ksm_est_zero_group;
+	if (!g) {
+		g = kmem_cache_alloc(est_group_cache, KSM_GFP);
+		if (!g)
+			return;
+		g->leader = leader;
+		INIT_HLIST_HEAD(&g->members);
+		g->pages = 1;
+		est_group_file(g);
+		item_reset_age(leader);
+	}
+	est_group_add(g, item);
+}
+
+static void est_member_leave(struct ksm_rmap_item *item)
+{
+	hlist_del(&item->est_link);
+	item->est_group->pages--;
+	item->address &= ~ITEM_STATE_MASK;
+}
+
+/*
+ * Leader @item leaves unstable tree @root: a member of its group, with the
+ * same bytes and key, takes its place there, so that pages still to come
+ * find the group.  Returns true if one did (@item is out of the tree).
+ */
+static bool est_leader_leave(struct ksm_rmap_item *item, struct rb_root *root)
+{
+	struct ksm_est_group *g;
+	struct ksm_rmap_item *m;
+
+	if (RB_EMPTY_ROOT(&ksm_est_groups))
+		return false;
+	g = est_group_of(item);
+	if (!g)
+		return false;
+	rb_erase(&g->rb, &ksm_est_groups);
+	if (hlist_empty(&g->members)) {
+		kmem_cache_free(est_group_cache, g);
+		return false;
+	}
+	m = hlist_entry(g->members.first, struct ksm_rmap_item, est_link);
+	hlist_del(&m->est_link);
+	g->pages--;
+	rb_replace_node(&item->node, &m->node, root);
+	m->hash = item->hash;
+	m->address &= ~(ITEM_STATE_MASK | ITEM_SEQ_MASK);
+	m->address |= ITEM_UNSTABLE | (cur_seq() << ITEM_SEQ_SHIFT);
+	g->leader = m;
+	est_group_file(g);
+	return true;
+}
+
+/* Credit @bytes of estimated saving to the mm of @item. */
+static void est_credit(struct ksm_rmap_item *item, long bytes,
+		       struct ksm_mm_slot **slotp)
+{
+	struct ksm_mm_slot *slot = *slotp;
+
+	if (!slot || slot->slot.mm != item->mm) {
+		spin_lock(&ksm_mmlist_lock);
+		slot = get_mm_slot(item->mm);
+		spin_unlock(&ksm_mmlist_lock);
+		*slotp = slot;
+	}
+	/* An mm with items keeps its slot until ksmd frees both. */
+	if (!WARN_ON_ONCE(!slot))
+		slot->est_saved += bytes;
+}
+
+/*
+ * Count group @g as merging would make it: k identical pages go on
+ * ceil(k / max_page_sharing) KSM pages (a last one left alone is not
+ * merged), saving k minus that many pages, a fair share of which goes to
+ * each page's mm.  The zero page group saves each of its pages.
+ */
+static void est_count_group(struct ksm_est_group *g, unsigned long *shared,
+			    unsigned long *sharing, struct ksm_mm_slot **slotp)
+{
+	unsigned long k = g->pages, mps = ksm_max_page_sharing, saved, n = 0;
+	struct ksm_rmap_item *m;
+	long each;
+
+	if (!g->leader) {
+		/* Merging frees the item of a page it maps to the zero page. */
+		hlist_for_each_entry(m, &g->members, est_link) {
+			est_credit(m, PAGE_SIZE + sizeof(*m), slotp);
+			if (!(++n % 1024))
+				cond_resched();
+		}
+		return;
+	}
+	if (k < 2)
+		return;
+	saved = k - DIV_ROUND_UP(k, mps);
+	*shared += k / mps + (k % mps >= 2);
+	*sharing += saved;
+	each = saved * PAGE_SIZE / k;
+	hlist_for_each_entry(m, &g->members, est_link) {
+		est_credit(m, each, slotp);
+		/* One group may hold millions of pages (zero-filled memory). */
+		if (!(++n % 1024))
+			cond_resched();
+	}
+	/* The rounding goes to the leader, so that the sum is exact. */
+	est_credit(g->leader, saved * PAGE_SIZE - each * (k - 1), slotp);
+}
+
+static void est_clear_members(struct ksm_est_group *g)
+{
+	struct ksm_rmap_item *m;
+	unsigned long n = 0;
+
+	hlist_for_each_entry(m, &g->members, est_link) {
+		m->address &= ~ITEM_STATE_MASK;
+		if (!(++n % 1024))
+			cond_resched();
+	}
+	INIT_HLIST_HEAD(&g->members);
+	g->pages = 0;
+}
+
+/* Leader @item goes without a successor: so does its group. */
+static void est_leader_forget(struct ksm_rmap_item *item)
+{
+	struct ksm_est_group *g = est_group_of(item);
+
+	if (!g)
+		return;
+	rb_erase(&g->rb, &ksm_est_groups);
+	est_clear_members(g);
+	kmem_cache_free(est_group_cache, g);
+}
+
+/*
+ * Forget the estimate groups, at the end of a full scan or when the trees
+ * are dropped; with @count, they were made by a full scan in estimate
+ * mode, and become the estimate_* numbers and the mms' shares.
+ */
+static void est_end_groups(bool count)
+{
+	unsigned long shared = 0, sharing = 0, zero;
+	struct ksm_mm_slot *slot = NULL;
+	struct ksm_est_group *g, *tmp;
+	long item_bytes;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	if (count) {
+		spin_lock(&ksm_mmlist_lock);
+		list_for_each_entry(slot, &ksm_mm_head.slot.mm_node,
+				    slot.mm_node)
+			slot->est_saved = -(long)(slot->slot.mm->ksm_rmap_items *
+						  sizeof(struct ksm_rmap_item));
+		spin_unlock(&ksm_mmlist_lock);
+		slot = NULL;
+		est_count_group(&ksm_est_zero_group, &shared, &sharing, &slot);
+	}
+	zero = ksm_est_zero_group.pages;
+	est_clear_members(&ksm_est_zero_group);
+	rbtree_postorder_for_each_entry_safe(g, tmp, &ksm_est_groups, rb) {
+		if (count)
+			est_count_group(g, &shared, &sharing, &slot);
+		est_clear_members(g);
+		kmem_cache_free(est_group_cache, g);
+		cond_resched();
+	}
+	ksm_est_groups = RB_ROOT;
+	if (!count)
+		return;
+	/* As general_profit, once merging freed the zero pages' items. */
+	item_bytes = (ksm_rmap_items - zero) * sizeof(struct ksm_rmap_item);
+	WRITE_ONCE(ksm_est_pages_shared, shared);
+	WRITE_ONCE(ksm_est_pages_sharing, sharing);
+	WRITE_ONCE(ksm_est_zero_pages, zero);
+	WRITE_ONCE(ksm_est_profit,
+		   (long)(sharing + zero) * PAGE_SIZE - item_bytes);
 }
 
 static struct rb_root *unstable_root_of(struct ksm_rmap_item *item)
@@ -739,19 +1029,25 @@ static void remove_item_from_unstable(struct ksm_rmap_item *item)
 {
 	lockdep_assert_held(&ksm_thread_mutex);
 
-	if (item_in_unstable_tree(item)) {
+	if (item_is_est_member(item)) {
+		est_member_leave(item);
+	} else if (item_in_unstable_tree(item)) {
 		struct rb_root *root = unstable_root_of(item);
 
-		if (!WARN_ON_ONCE(!root))
+		if (WARN_ON_ONCE(!root)) {
+			est_leader_forget(item);
+			ksm_pages_unshared--;
+		} else if (!est_leader_leave(item, root)) {
 			rb_erase(&item->node, root);
-		ksm_pages_unshared--;
+			ksm_pages_unshared--;
+		}
 	}
-	item->address &= ~(ITEM_UNSTABLE | ITEM_SEQ_MASK);
+	item->address &= ~(ITEM_STATE_MASK | ITEM_SEQ_MASK);
 }
 
 static void remove_item_from_tree(struct ksm_rmap_item *item)
 {
-	if (item->address & ITEM_STABLE)
+	if (item_is_stable(item))
 		remove_item_from_stable(item);
 	else if (item->address & ITEM_UNSTABLE)
 		remove_item_from_unstable(item);
@@ -769,6 +1065,8 @@ static void forget_unstable_trees(void)
 	int nid;
 
 	lockdep_assert_held(&ksm_thread_mutex);
+	est_end_groups(false);
+	ksm_est_pass_valid = false;
 	for (nid = 0; nid < ksm_nr_node_ids; nid++) {
 		rbtree_postorder_for_each_entry_safe(item, tmp,
 						     root_unstable_tree + nid,
@@ -1569,6 +1867,8 @@ static void stable_item_attach(struct ksm_stable_node *node,
 			       struct anon_vma *anon_vma)
 {
 	lockdep_assert_held(&ksm_thread_mutex);
+	/* Estimate mode never merges, and leaves no member behind. */
+	VM_WARN_ON_ONCE(item_is_est_member(item));
 
 	get_anon_vma(anon_vma);
 	item->anon_vma = anon_vma;
@@ -1964,9 +2264,10 @@ static enum ksm_cmp unstable_item_cmp(struct page *page, u64 key,
 
 /*
  * Walk unstable tree @nid for @page, whose key is @key.  With @tpagep, an
- * item with @page's bytes is taken out of the tree and returned, its page
- * in *@tpagep.  Otherwise (always, without @tpagep) @item is filed where
- * the walk ends, and NULL is returned.
+ * item with @page's bytes is taken out of the tree (left in it, in
+ * estimate mode) and returned, its page in *@tpagep.  Otherwise (always,
+ * without @tpagep) @item is filed where the walk ends, and NULL is
+ * returned.
  *
  * Items met on the way whose pages changed beyond use leave the tree and
  * the walk starts over.  Each leaves once, and the rest are in (key, bytes)
@@ -2001,7 +2302,9 @@ again:
 		}
 		if (cmp == CMP_MATCH) {
 			if (tpagep) {
-				remove_item_from_unstable(t);
+				/* Estimate mode: @t leads our group, in place. */
+				if (!ksm_estimate)
+					remove_item_from_unstable(t);
 				*tpagep = tpage;
 				return t;
 			}
@@ -2051,11 +2354,6 @@ static void item_unmerged_visit(struct ksm_rmap_item *item)
 	if (skips > 1)
 		skips -= get_random_u32_below(skips / 2 + 1);
 	item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT, skips);
-}
-
-static void item_reset_age(struct ksm_rmap_item *item)
-{
-	item->address &= ~(ITEM_AGE_MASK | ITEM_SKIP_MASK);
 }
 
 /* @page is mapped at @item's address and is already a KSM page. */
@@ -2127,16 +2425,22 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 
 	/* scan_collect() took @item out of the unstable tree. */
 	if (folio_test_ksm(folio)) {
-		node = folio_stable_node(folio);
-		if ((item->address & ITEM_STABLE) && item->head == node)
+		/*
+		 * A KSM page that was swapped out (so its node lost its
+		 * items) and is swapped in again: estimate mode leaves it.
+		 */
+		if (ksm_estimate)
 			return;
-		if (item->address & ITEM_STABLE)
+		node = folio_stable_node(folio);
+		if (item_is_stable(item) && item->head == node)
+			return;
+		if (item_is_stable(item))
 			remove_item_from_stable(item);
 		adopt_ksm_page(item, page);
 		return;
 	}
 	/* The KSM page was replaced (COW, swap): not stable any more. */
-	if (item->address & ITEM_STABLE)
+	if (item_is_stable(item))
 		remove_item_from_stable(item);
 
 	/* @hash is the tree key: in the mm's domain, see domain_salt(). */
@@ -2144,21 +2448,32 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	if (skipped) {
 		hash = item->hash;
 		/* Zero pages go to the zero page, on a real visit. */
-		if (ksm_use_zero_pages && hash == (zero_hash ^ ksm_scan.salt))
+		if (ksm_use_zero_pages && hash == (zero_hash ^ ksm_scan.salt)) {
+			if (ksm_estimate)
+				est_join(item, NULL);
 			return;
+		}
 	} else {
 		raw = page_hash(page);
 		hash = raw ^ ksm_scan.salt;
 		if (ksm_use_zero_pages && raw == zero_hash &&
-		    page_is_zero(page) &&
-		    !try_to_merge_with_kpage(item, page, NULL, NULL)) {
-			item->hash = 0;
-			return;
+		    page_is_zero(page)) {
+			if (ksm_estimate) {
+				item->hash = hash;
+				est_join(item, NULL);
+				return;
+			}
+			if (!try_to_merge_with_kpage(item, page, NULL, NULL)) {
+				item->hash = 0;
+				return;
+			}
 		}
 	}
 
 	nid = get_kpfn_nid(page_to_pfn(page));
-	kfolio = stable_tree_search(page, hash, nid, &node);
+	/* Estimate mode merges into no KSM page, not even a leftover one. */
+	kfolio = ksm_estimate ? NULL :
+		 stable_tree_search(page, hash, nid, &node);
 	if (kfolio) {
 		ksm_race_delay();
 		err = try_to_merge_with_kpage(item, page, kfolio, node);
@@ -2178,6 +2493,11 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	if (!titem) {
 		if (!skipped)
 			item_unmerged_visit(item);
+		return;
+	}
+	if (ksm_estimate) {
+		put_page(tpage);
+		est_join(item, titem);
 		return;
 	}
 	if (page_folio(tpage) == folio) {
@@ -2259,6 +2579,9 @@ static void ksm_start_full_scan(void)
 	int nid;
 
 	lockdep_assert_held(&ksm_thread_mutex);
+	/* Left by a pass that did not end (run=2): its leaders go now. */
+	est_end_groups(false);
+	ksm_est_pass_valid = ksm_estimate;
 	ksm_scan.seqnr++;
 	for (nid = 0; nid < ksm_nr_node_ids; nid++)
 		root_unstable_tree[nid] = RB_ROOT;
@@ -2394,6 +2717,7 @@ out:
 
 static void ksm_end_full_scan(void)
 {
+	est_end_groups(ksm_estimate && ksm_est_pass_valid);
 	ksm_need_drain = true;
 	ksm_advisor_end_scan();
 	/* Counted already: report the number it started with, as upstream. */
@@ -3063,6 +3387,9 @@ static int unmerge_and_remove_all_rmap_items(void)
 	int err = 0;
 
 	lockdep_assert_held(&ksm_thread_mutex);
+	/* The pass is over: no estimate comes of it. */
+	est_end_groups(false);
+	ksm_est_pass_valid = false;
 	spin_lock(&ksm_mmlist_lock);
 	next = list_first_entry(&ksm_mm_head.slot.mm_node,
 				struct ksm_mm_slot, slot.mm_node);
@@ -3353,7 +3680,7 @@ static long ksm_fair_saving(struct mm_struct *mm)
 	/* @mm is held by our caller: __ksm_exit() has not run. */
 	if (slot) {
 		for (item = slot->rmap_list; item; item = item->rmap_list) {
-			if (item->address & ITEM_STABLE) {
+			if (item_is_stable(item)) {
 				unsigned int k = item->head->rmap_hlist_len;
 
 				saved += PAGE_SIZE * (k - 1) / k;
@@ -3364,12 +3691,28 @@ static long ksm_fair_saving(struct mm_struct *mm)
 	       (long)(mm->ksm_rmap_items * sizeof(struct ksm_rmap_item));
 }
 
+/* @mm's share of the last estimate (see est_count_group()). */
+static long ksm_est_saving(struct mm_struct *mm)
+{
+	struct ksm_mm_slot *slot;
+	long saved = 0;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	spin_lock(&ksm_mmlist_lock);
+	slot = get_mm_slot(mm);
+	if (slot)
+		saved = slot->est_saved;
+	spin_unlock(&ksm_mmlist_lock);
+	return saved;
+}
+
 void ksm_proc_stat(struct seq_file *m, struct mm_struct *mm)
 {
 	seq_printf(m, "ksm_merge_domain %d\n", ksm_get_merge_domain(mm));
 	if (mutex_lock_killable(&ksm_thread_mutex))
 		return;
 	seq_printf(m, "ksm_saved_bytes %ld\n", ksm_fair_saving(mm));
+	seq_printf(m, "ksm_estimate_saved_bytes %ld\n", ksm_est_saving(mm));
 	mutex_unlock(&ksm_thread_mutex);
 }
 
@@ -3434,6 +3777,7 @@ enum ksm_file_id {
 	KF_ADVISOR_MAX_PAGES,
 	KF_ADVISOR_TARGET_TIME,
 	KF_MERGE_DOMAINS,
+	KF_ESTIMATE,
 	KF_PAGES_SCANNED,
 	KF_PAGES_SHARED,
 	KF_PAGES_SHARING,
@@ -3445,6 +3789,11 @@ enum ksm_file_id {
 	KF_NODE_DUPS,
 	KF_NODE_CHAINS,
 	KF_FULL_SCANS,
+	/* Last: the estimate numbers, read under ksm_thread_mutex. */
+	KF_EST_PAGES_SHARED,
+	KF_EST_PAGES_SHARING,
+	KF_EST_ZERO_PAGES,
+	KF_EST_PROFIT,
 };
 
 /* How a written string becomes a number, and which errno a bad one gets. */
@@ -3530,6 +3879,8 @@ static long ksm_file_value(enum ksm_file_id id)
 		return READ_ONCE(ksm_advisor_target_scan_time);
 	case KF_MERGE_DOMAINS:
 		return READ_ONCE(ksm_merge_domains);
+	case KF_ESTIMATE:
+		return READ_ONCE(ksm_estimate);
 	case KF_PAGES_SCANNED:
 		return READ_ONCE(ksm_pages_scanned);
 	case KF_PAGES_SHARED:
@@ -3552,6 +3903,14 @@ static long ksm_file_value(enum ksm_file_id id)
 		return READ_ONCE(ksm_stable_node_chains);
 	case KF_FULL_SCANS:
 		return READ_ONCE(ksm_full_scans);
+	case KF_EST_PAGES_SHARED:
+		return READ_ONCE(ksm_est_pages_shared);
+	case KF_EST_PAGES_SHARING:
+		return READ_ONCE(ksm_est_pages_sharing);
+	case KF_EST_ZERO_PAGES:
+		return READ_ONCE(ksm_est_zero_pages);
+	case KF_EST_PROFIT:
+		return READ_ONCE(ksm_est_profit);
 	}
 	return 0;
 }
@@ -3560,7 +3919,17 @@ static ssize_t ksm_file_show(struct kobject *kobj, struct kobj_attribute *attr,
 			     char *buf)
 {
 	const struct ksm_file *f = to_ksm_file(attr);
-	long v = ksm_file_value(f->id);
+	long v;
+
+	/* A full scan is counted before its estimate is: see the top. */
+	if (f->id >= KF_EST_PAGES_SHARED) {
+		if (mutex_lock_killable(&ksm_thread_mutex))
+			return -EINTR;
+		v = ksm_file_value(f->id);
+		mutex_unlock(&ksm_thread_mutex);
+	} else {
+		v = ksm_file_value(f->id);
+	}
 
 	if (f->id == KF_ADVISOR_MODE)
 		return sysfs_emit(buf, v == KSM_ADVISOR_NONE ?
@@ -3697,6 +4066,42 @@ static int ksm_set_merge_domains(unsigned long val)
 	return err;
 }
 
+/*
+ * estimate: 1 makes ksmd count what merging would save instead of merging.
+ * It needs a start with no KSM mapping (run=2 first), so that the count
+ * is not mixed with what is merged already; the numbers of an earlier
+ * estimate go, and the first full scan that runs entirely in estimate
+ * mode brings the new ones.  0 keeps the last numbers for reading.
+ */
+static int ksm_set_estimate(unsigned long val)
+{
+	struct ksm_mm_slot *slot;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	if (ksm_estimate == val)
+		return 0;
+	if (!val) {
+		est_end_groups(false);
+		ksm_est_pass_valid = false;
+		WRITE_ONCE(ksm_estimate, false);
+		return 0;
+	}
+	if (ksm_pages_shared || atomic_long_read(&ksm_zero_pages))
+		return -EBUSY;
+	WRITE_ONCE(ksm_est_pages_shared, 0);
+	WRITE_ONCE(ksm_est_pages_sharing, 0);
+	WRITE_ONCE(ksm_est_zero_pages, 0);
+	WRITE_ONCE(ksm_est_profit, 0);
+	spin_lock(&ksm_mmlist_lock);
+	list_for_each_entry(slot, &ksm_mm_head.slot.mm_node, slot.mm_node)
+		slot->est_saved = 0;
+	spin_unlock(&ksm_mmlist_lock);
+	/* The pass under way began merging: it does not count. */
+	ksm_est_pass_valid = false;
+	WRITE_ONCE(ksm_estimate, true);
+	return 0;
+}
+
 /* advisor_mode takes a word, not a number. */
 static int ksm_set_advisor(const char *buf)
 {
@@ -3770,6 +4175,8 @@ static int ksm_file_set(const struct ksm_file *f, unsigned long val)
 		return 0;
 	case KF_MERGE_DOMAINS:
 		return ksm_set_merge_domains(val);
+	case KF_ESTIMATE:
+		return ksm_set_estimate(val);
 	default:
 		return -EACCES;
 	}
@@ -3885,6 +4292,7 @@ static struct ksm_file ksm_files[] = {
 		 U32_MAX, true),
 	KSM_KNOB(merge_domains, KF_MERGE_DOMAINS, KP_NUM, 0,
 		 KSM_DOMAINS_ISOLATE, true),
+	KSM_KNOB(estimate, KF_ESTIMATE, KP_NUM, 0, 1, true),
 	KSM_STAT(pages_scanned, KF_PAGES_SCANNED, false),
 	KSM_STAT(pages_shared, KF_PAGES_SHARED, false),
 	KSM_STAT(pages_sharing, KF_PAGES_SHARING, true),
@@ -3896,6 +4304,10 @@ static struct ksm_file ksm_files[] = {
 	KSM_STAT(stable_node_dups, KF_NODE_DUPS, false),
 	KSM_STAT(stable_node_chains, KF_NODE_CHAINS, false),
 	KSM_STAT(full_scans, KF_FULL_SCANS, false),
+	KSM_STAT(estimate_pages_shared, KF_EST_PAGES_SHARED, false),
+	KSM_STAT(estimate_pages_sharing, KF_EST_PAGES_SHARING, false),
+	KSM_STAT(estimate_zero_pages, KF_EST_ZERO_PAGES, false),
+	KSM_STAT(estimate_profit, KF_EST_PROFIT, true),
 };
 
 /* Filled from ksm_files[] at boot; the last slot stays NULL. */
@@ -3932,6 +4344,7 @@ static struct kmem_cache * __init ksm_cache(const char *name, size_t size)
 
 static void __init ksm_destroy_caches(void)
 {
+	kmem_cache_destroy(est_group_cache);
 	kmem_cache_destroy(mm_slot_cache);
 	kmem_cache_destroy(stable_node_cache);
 	kmem_cache_destroy(rmap_item_cache);
@@ -3983,8 +4396,11 @@ static int __init ksm_init(void)
 	stable_node_cache = ksm_cache("ksm_stable_node",
 				      sizeof(struct ksm_stable_node));
 	mm_slot_cache = ksm_cache("ksm_mm_slot", sizeof(struct ksm_mm_slot));
+	est_group_cache = ksm_cache("ksm_est_group",
+				    sizeof(struct ksm_est_group));
 	err = -ENOMEM;
-	if (!rmap_item_cache || !stable_node_cache || !mm_slot_cache)
+	if (!rmap_item_cache || !stable_node_cache || !mm_slot_cache ||
+	    !est_group_cache)
 		goto fail;
 	err = ksm_alloc_node_trees();
 	if (err)

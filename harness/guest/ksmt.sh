@@ -31,6 +31,7 @@ ksmt_settle() {
 		ksmt_dump "settle"
 	fi
 	[ ! -e $KSM/merge_domains ] || echo 0 >$KSM/merge_domains 2>/dev/null
+	[ ! -e $KSM/estimate ] || echo 0 >$KSM/estimate 2>/dev/null
 	echo 1 >$KSM/merge_across_nodes 2>/dev/null
 	echo 256 >$KSM/max_page_sharing 2>/dev/null
 	echo 0 >$KSM/use_zero_pages 2>/dev/null

@@ -220,6 +220,9 @@ static inline bool ksm_settle(double timeout_s)
 static inline void ksm_restore(const struct ksm_knobs *k)
 {
 	ksm_settle(60);
+	/* Ours only; an upstream kernel has no such file. */
+	if (!access(KSM_SYSFS "estimate", F_OK))
+		ksm_write("estimate", 0);
 	if (k->advisor_mode[0])
 		ksm_write_str("advisor_mode", k->advisor_mode);
 	ksm_write("merge_across_nodes", k->merge_across_nodes);
