@@ -116,6 +116,7 @@ struct scenario {
 	bool memcg;
 	bool migrate;		/* the migrate scenario's extra checks */
 	bool domains;		/* workers in merge domains, mode flipped */
+	bool estimate;		/* estimate mode flipped, a witness checked */
 };
 
 static const struct scenario scenarios[] = {
@@ -140,6 +141,9 @@ static const struct scenario scenarios[] = {
 	/* merge domains: joined, changed (unmerging), merge_domains flipped */
 	{ "domains", BASE_OPS | B(OP_PRCTL) | B(OP_FORK) | B(OP_EXEC) |
 		B(OP_UNMERGE), 1, false, false, false, true },
+	/* estimate mode on and off, run=2 between: no mapping may change */
+	{ "estimate", BASE_OPS | B(OP_FORK) | B(OP_EXEC) | B(OP_PRCTL), 1,
+		false, false, false, false, true },
 };
 
 #ifndef PR_SET_MEMORY_MERGE_DOMAIN
@@ -1680,6 +1684,176 @@ static void ctl_settle_and(const char *name, long val)
 	ctl_write("run", 1, false);
 }
 
+/*
+ * The estimate scenario: a witness process holds pages that would merge
+ * (identical, zero, unique) and never writes them.  While estimate=1 the
+ * controller checks that no KSM page exists and that every witness page
+ * keeps its physical frame, or at least (the kernel may migrate it) is
+ * not a KSM page nor the zero page; and that a full estimate counts the
+ * witness's duplicates.
+ */
+#define WITNESS_PAGES	48	/* 32 of one pattern, 8 zero, 8 unique */
+#define KPF_KSM		21
+#define KPF_ZERO_PAGE	24
+static bool ctl_estimate;	/* the estimate scenario */
+static bool ctl_est_on;		/* we set estimate=1 */
+static long ctl_est_scans;	/* full_scans when it was set */
+static long ctl_est_checks, ctl_est_ons, ctl_est_refused;
+static pid_t witness_pid;
+static char *witness_addr;	/* same address in the witness (fork) */
+static uint64_t witness_pfn[WITNESS_PAGES];
+
+static uint64_t witness_value(int i)
+{
+	if (i < 32)
+		return 1;
+	if (i < 40)
+		return 0;
+	return (0xE571ull << 32 | i) | 1ull << 63;
+}
+
+static void witness_main(void)
+{
+	for (int i = 0; i < WITNESS_PAGES; i++)
+		fill_page(witness_addr + i * ps, witness_value(i));
+	if (madvise(witness_addr, WITNESS_PAGES * ps, MADV_MERGEABLE))
+		_exit(3);
+	while (!READ_ONCE(sh->stop))
+		usleep(50000);
+	for (int i = 0; i < WITNESS_PAGES; i++)
+		if (check_page(witness_addr + i * ps, witness_value(i)) >= 0)
+			_exit(1);
+	_exit(0);
+}
+
+/* The witness's frames into @pfn, 0 for a page not present (swapped). */
+static bool witness_frames(uint64_t *pfn)
+{
+	char path[64];
+	bool ok = true;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", witness_pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	for (int i = 0; i < WITNESS_PAGES && ok; i++) {
+		uint64_t e;
+		off_t off = ((uintptr_t)witness_addr / ps + i) * sizeof(e);
+
+		ok = pread(fd, &e, sizeof(e), off) == sizeof(e);
+		pfn[i] = (e >> 63) ? e & ((1ull << 55) - 1) : 0;
+	}
+	close(fd);
+	return ok;
+}
+
+/* Every witness page written and mapped. */
+static bool witness_ready(void)
+{
+	if (!witness_frames(witness_pfn))
+		return false;
+	for (int i = 0; i < WITNESS_PAGES; i++)
+		if (!witness_pfn[i])
+			return false;
+	return true;
+}
+
+static uint64_t kpageflags_of(uint64_t pfn)
+{
+	uint64_t f = 0;
+	int fd = open("/proc/kpageflags", O_RDONLY);
+
+	if (fd >= 0) {
+		if (pread(fd, &f, sizeof(f), pfn * sizeof(f)) != sizeof(f))
+			f = 0;
+		close(fd);
+	}
+	return f;
+}
+
+static void ctl_check_estimate(void)
+{
+	uint64_t pfn[WITNESS_PAGES];
+	long scans = ksm_read("full_scans");
+
+	if (!ctl_est_on)
+		return;
+	ctl_est_checks++;
+	if (ksm_read("pages_shared") || ksm_read("ksm_zero_pages") > 0) {
+		ctl_errors++;
+		ksft_print_msg("estimate: merged while estimate=1 (shared %ld, zero %ld)\n",
+			       ksm_read("pages_shared"),
+			       ksm_read("ksm_zero_pages"));
+	}
+	if (!witness_frames(pfn)) {
+		ctl_errors++;
+		ksft_print_msg("estimate: cannot read the witness's pagemap\n");
+		return;
+	}
+	for (int i = 0; i < WITNESS_PAGES; i++) {
+		uint64_t f;
+
+		/* Swapped out (or in): no frame to compare. */
+		if (pfn[i] == witness_pfn[i] || !pfn[i])
+			continue;
+		f = kpageflags_of(pfn[i]);
+		if (f & (1ull << KPF_KSM | 1ull << KPF_ZERO_PAGE)) {
+			ctl_errors++;
+			ksft_print_msg("estimate: witness page %d remapped to %s frame %#llx\n",
+				       i, f & (1ull << KPF_KSM) ? "KSM" : "zero",
+				       (unsigned long long)pfn[i]);
+		}
+		witness_pfn[i] = pfn[i];
+	}
+	/* run=2 restarts the count; 2 full scans make a complete estimate */
+	if (scans < ctl_est_scans)
+		ctl_est_scans = scans;
+	if (scans >= ctl_est_scans + 3 &&
+	    ksm_read("estimate_pages_sharing") +
+	    ksm_read("estimate_zero_pages") < 16) {
+		ctl_errors++;
+		ksft_print_msg("estimate: %ld scans, sharing %ld zero %ld (witness: 16)\n",
+			       scans - ctl_est_scans,
+			       ksm_read("estimate_pages_sharing"),
+			       ksm_read("estimate_zero_pages"));
+	}
+}
+
+static bool ctl_no_ksm_pages(void *arg)
+{
+	(void)arg;
+	return !ksm_read("pages_shared") && ksm_read("ksm_zero_pages") <= 0;
+}
+
+static void ctl_toggle_estimate(void)
+{
+	if (ctl_est_on) {
+		/* Stay on for a while: the checks run while it is. */
+		if (rndn(&ctl_rng, 3))
+			return;
+		ctl_write("estimate", 0, false);
+		ctl_est_on = false;
+		return;
+	}
+	/* estimate=1 needs no KSM page, zero pages included */
+	ctl_write("run", 2, false);
+	ksm_wait_for(ctl_no_ksm_pages, NULL, 10);
+	ctl_write("estimate", 1, true);
+	ctl_write("run", 1, false);
+	if (ksm_read("estimate") != 1) {
+		ctl_est_refused++;
+		return;
+	}
+	ctl_est_ons++;
+	ctl_est_scans = ksm_read("full_scans");
+	ctl_est_on = witness_frames(witness_pfn);
+	if (!ctl_est_on) {
+		ctl_errors++;
+		ksft_print_msg("estimate: cannot read the witness's pagemap\n");
+	}
+}
+
 /* A run=2 writer SIGKILLed part way (or not: it may be quicker). */
 static void ctl_killed_run2(void)
 {
@@ -1795,6 +1969,8 @@ static void *controller_main(void *arg)
 			break;
 		default:
 			/* mostly: leave ksmd running flat out */
+			if (ctl_estimate && !rndn(&ctl_rng, 3))
+				ctl_toggle_estimate();
 			if (ctl_domains && !rndn(&ctl_rng, 8)) {
 				if (rndn(&ctl_rng, 2))
 					ctl_write("merge_domains",
@@ -1808,6 +1984,8 @@ static void *controller_main(void *arg)
 		ctl_sample();
 		usleep(10000 + rndn(&ctl_rng, 150000));
 		ctl_sample();
+		if (ctl_estimate)
+			ctl_check_estimate();
 	}
 	return NULL;
 }
@@ -2012,6 +2190,11 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 	ctl_max_zero = 0;
 	ctl_migrate = sc->migrate;
 	ctl_domains = sc->domains;
+	ctl_estimate = sc->estimate;
+	ctl_est_on = false;
+	ctl_est_checks = 0;
+	ctl_est_ons = 0;
+	ctl_est_refused = 0;
 	WRITE_ONCE(sh->parked, 0);
 	WRITE_ONCE(sh->unmerged, 0);
 	if (sc->migrate)
@@ -2034,6 +2217,28 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 			break;
 		}
 		pids[nw++] = pid;
+	}
+	witness_pid = 0;
+	if (sc->estimate) {
+		witness_addr = mmap(NULL, WITNESS_PAGES * ps,
+				    PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (witness_addr != MAP_FAILED) {
+			madvise(witness_addr, WITNESS_PAGES * ps,
+				MADV_NOHUGEPAGE);
+			witness_pid = fork();
+			if (!witness_pid)
+				witness_main();
+			/* Ready once its pages are mapped. */
+			for (int i = 0; i < 500 && witness_pid > 0 &&
+			     !witness_ready(); i++)
+				usleep(10000);
+		}
+		if (witness_pid <= 0) {
+			ksft_print_msg("estimate: no witness process\n");
+			ctl_errors++;
+			ctl_estimate = false;
+		}
 	}
 	pthread_create(&ctl, NULL, controller_main, NULL);
 
@@ -2068,6 +2273,22 @@ static bool run_scenario(int s, double secs, uint64_t seed)
 		WRITE_ONCE(ctl_stop, 1);
 		pthread_join(ctl, NULL);
 	}
+	if (witness_pid > 0) {
+		int status;
+
+		if (waitpid(witness_pid, &status, 0) != witness_pid ||
+		    !WIFEXITED(status) || WEXITSTATUS(status)) {
+			ksft_print_msg("estimate: witness exit status %#x (1: its data changed)\n",
+				       status);
+			bad_exit++;
+		}
+		munmap(witness_addr, WITNESS_PAGES * ps);
+		ksft_print_msg("estimate: on %ld times (%ld refused), %ld checks while on\n",
+			       ctl_est_ons, ctl_est_refused, ctl_est_checks);
+	}
+	if (sc->estimate && ksm_read("estimate") > 0 &&
+	    ksm_write("estimate", 0))
+		ksft_print_msg("estimate: cannot reset estimate\n");
 	/* merge_domains is EBUSY while shared: unmerge to put it back. */
 	if (sc->domains && ksm_read("merge_domains") > 0 &&
 	    (!ksm_settle(120) || ksm_write("merge_domains", 0)))
@@ -2270,6 +2491,10 @@ int main(int argc, char **argv)
 		/* Not on kernels without merge domains (upstream). */
 		if (scenarios[s].domains &&
 		    access(KSM_SYSFS "merge_domains", F_OK))
+			selected[s] = false;
+		/* Nor without estimate mode. */
+		if (scenarios[s].estimate &&
+		    access(KSM_SYSFS "estimate", F_OK))
 			selected[s] = false;
 	}
 	start = ksm_now();
