@@ -82,7 +82,7 @@ static const char *const usages[] = {
 	"run [--domain ID | --new-domain] [--] CMD [ARGS...]",
 	"enable -p PID",
 	"disable -p PID",
-	"estimate [-d SECONDS] [--json] (-p PID | CMD [ARGS...])",
+	"estimate [-d SECONDS] [--scans N] [--json] (-p PID | CMD [ARGS...])",
 };
 
 static noreturn void fail(const char *fmt, ...)
@@ -649,8 +649,14 @@ static void print_status_json(const struct status *st)
 		       "estimate" : "merge");
 	if (st->have_domains)
 		j_str("domains", st->domains);
-	if (st->have_estimate)
+	if (st->have_estimate) {
 		j_str("estimate", st->estimate);
+		j_int("estimate_pages_shared", ksm_get("estimate_pages_shared"));
+		j_int("estimate_pages_sharing",
+		      ksm_get("estimate_pages_sharing"));
+		j_int("estimate_zero_pages", ksm_get("estimate_zero_pages"));
+		j_int("estimate_profit", ksm_get("estimate_profit"));
+	}
 	j_dbl("sample_seconds", st->sample_secs, true);
 	j_int("page_size", page_size);
 	for (i = 0; i < NR_STATS; i++)
@@ -688,8 +694,14 @@ static void print_status_text(const struct status *st)
 	       "estimate" : "merge");
 	if (st->have_domains)
 		printf("domains:    %s\n", st->domains);
-	if (st->have_estimate)
-		printf("estimate:   %s\n", st->estimate);
+	if (st->have_estimate) {
+		long long sh = ksm_get("estimate_pages_sharing");
+		long long z = ksm_get("estimate_zero_pages");
+
+		printf("estimate:   %s; last estimate: %lld pages sharing,",
+		       st->estimate, sh);
+		printf(" %lld zero pages, %.1f MiB saved\n", z, to_mib(sh + z));
+	}
 	printf("scanning:   pages_to_scan=%lld sleep_millisecs=%lld",
 	       s->v[S_PAGES_TO_SCAN], s->v[S_SLEEP]);
 	printf(" smart_scan=%lld use_zero_pages=%lld", s->v[S_SMART],
@@ -1494,44 +1506,24 @@ static int cmd_run(int argc, char **argv)
 	exec_cmd(argv + optind);
 }
 
-static long do_process_madvise(int pidfd, struct iovec *iov, size_t n,
-			       int advice)
+/*
+ * process_madvise(MADV_[UN]MERGEABLE) over every mapping of @pid, the way
+ * its own madvise() would mark them (the kernel skips what KSM cannot
+ * merge).  Returns the bytes advised; *@ranges gets the mapping count.
+ */
+static unsigned long long madvise_pid(const char *cmd, pid_t pid, bool on,
+				      long *ranges)
 {
-	return syscall(SYS_process_madvise, pidfd, iov, n, advice, 0);
-}
-
-static int cmd_enable(int argc, char **argv, bool on)
-{
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *cmd = on ? "enable" : "disable";
 	int advice = on ? MADV_MERGEABLE : MADV_UNMERGEABLE;
 	struct iovec iov[512];
 	char path[64], line[PATH_MAX + 256];
 	unsigned long long bytes = 0;
 	size_t n = 0;
-	long ranges = 0, ret;
-	pid_t pid = 0;
-	int c, pidfd;
+	int pidfd;
+	long ret;
 	FILE *f;
 
-	while ((c = getopt_long(argc, argv, "+p:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			pid = parse_pid(cmd, optarg);
-			break;
-		case 'h':
-			return -1;
-		default:
-			usage_error(cmd, "bad option '%s'", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if (!pid)
-		usage_error(cmd, "which process? (-p PID)");
+	*ranges = 0;
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0) {
 		if (errno == ESRCH)
@@ -1556,19 +1548,20 @@ static int cmd_enable(int argc, char **argv, bool on)
 				continue;
 		}
 		if (n) {
-			ret = do_process_madvise(pidfd, iov, n, advice);
-			if (ret < 0 && errno == EINVAL && !ranges)
+			ret = syscall(SYS_process_madvise, pidfd, iov, n,
+				      advice, 0);
+			if (ret < 0 && errno == EINVAL && !*ranges)
 				fail("this kernel has no process_madvise(MADV_%sMERGEABLE) support",
 				     on ? "" : "UN");
 			if (ret < 0 && errno == EPERM)
-				fail("process_madvise(%d): %s (%s)", pid,
-				     errno_words(EPERM),
+				fail("%s: process_madvise(%d): %s (%s)", cmd,
+				     pid, errno_words(EPERM),
 				     "needs CAP_SYS_NICE and ptrace access");
 			if (ret < 0)
-				fail("process_madvise(%d): %s", pid,
+				fail("%s: process_madvise(%d): %s", cmd, pid,
 				     errno_words(errno));
 			bytes += ret;
-			ranges += n;
+			*ranges += n;
 			n = 0;
 		}
 		if (!more)
@@ -1576,27 +1569,104 @@ static int cmd_enable(int argc, char **argv, bool on)
 	}
 	fclose(f);
 	close(pidfd);
+	return bytes;
+}
+
+static int cmd_enable(int argc, char **argv, bool on)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd = on ? "enable" : "disable";
+	unsigned long long bytes;
+	pid_t pid = 0;
+	long ranges;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+p:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			pid = parse_pid(cmd, optarg);
+			break;
+		case 'h':
+			return -1;
+		default:
+			usage_error(cmd, "bad option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (!pid)
+		usage_error(cmd, "which process? (-p PID)");
+	bytes = madvise_pid(cmd, pid, on, &ranges);
 	printf("%s KSM on %ld ranges (%.1f MiB) of process %d\n",
 	       on ? "enabled" : "disabled", ranges, bytes / MIB, pid);
 	return 0;
 }
 
+/* True if a mapping of @pid is mergeable already ("mg" in VmFlags). */
+static bool pid_mergeable(pid_t pid)
+{
+	char path[64], line[512];
+	bool mg = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!mg && fgets(line, sizeof(line), f))
+		mg = !strncmp(line, "VmFlags:", 8) && strstr(line, " mg");
+	fclose(f);
+	return mg;
+}
+
+/* One number of /proc/@pid/ksm_stat; -1 if it is not there. */
+static long long pid_stat(pid_t pid, const char *key)
+{
+	char path[64], line[128];
+	size_t n = strlen(key);
+	long long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ' ')
+			v = strtoll(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
 /*
- * Estimate mode: how much a process would save, without merging.  The
- * interface (/sys/kernel/mm/ksm/estimate) does not exist yet; until it does
- * this reports so.  With it, the PID is written there and the file read
- * back after the interval.
+ * Estimate mode: what KSM would save for a process, without merging.  The
+ * process (CMD, run with PR_SET_MEMORY_MERGE; or PID, opted in with
+ * process_madvise() for the time of the estimate unless it is already)
+ * is scanned for --scans full scans (3: the first may start part way, the
+ * second records each page's hash, the third counts; as merging, which
+ * needs the same scans to merge), then until two full scans in a row
+ * agree, at most -d SECONDS.  KSM is put back as it was, and the estimate
+ * stays readable in sysfs.
  */
 static int cmd_estimate(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "scans", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char buf[64], out[4096];
-	double secs = 10;
+	long long shared, sharing, zero, profit, mine = -1, scans0, done = 0;
+	long long last = -1;
+	pid_t opid = 0;
+	double secs = 600, t0;
 	pid_t pid = 0, child = 0;
+	bool opted = false;
+	long want = 3, ranges;
+	char run0[32];
 	int c, err;
 
 	while ((c = getopt_long(argc, argv, "+p:d:jh", opts, NULL)) != -1) {
@@ -1606,6 +1676,9 @@ static int cmd_estimate(int argc, char **argv)
 			break;
 		case 'd':
 			secs = parse_seconds("estimate", optarg, 0);
+			break;
+		case 's':
+			want = parse_count("estimate", "scan count", optarg, 1);
 			break;
 		case 'j':
 			json = true;
@@ -1623,33 +1696,113 @@ static int cmd_estimate(int argc, char **argv)
 	need_ksm();
 	if (!ksm_exists("estimate"))
 		fail("this kernel has no KSM estimate mode support");
-	if (!pid) {
+	if (ksm_read_str("run", run0, sizeof(run0)))
+		fail("cannot read %s/run: %s", ksm_dir, strerror(errno));
+	err = knob_write("estimate", "1");
+	if (err == EBUSY)
+		fail("estimate: KSM pages exist, %s",
+		     "unmerge them first ('ksmctl tune run=2')");
+	if (err)
+		fail("estimate: cannot set estimate=1: %s%s", errno_words(err),
+		     refusal_hint("estimate", err));
+	opid = pid;
+	if (pid) {
+		if (!pid_mergeable(pid)) {
+			madvise_pid("estimate", pid, true, &ranges);
+			opted = true;
+		}
+	} else {
 		child = fork();
 		if (child < 0)
 			fail("fork: %s", strerror(errno));
-		if (!child)
+		if (!child) {
+			if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0))
+				fail("prctl(PR_SET_MEMORY_MERGE): %s",
+				     errno_words(errno));
 			exec_cmd(argv + optind);
+		}
 		pid = child;
 	}
-	snprintf(buf, sizeof(buf), "%d", pid);
-	err = knob_write("estimate", buf);
-	if (err)
-		fail("cannot estimate process %d: %s", pid, errno_words(err));
-	sleep_for(secs);
-	if (ksm_read_str("estimate", out, sizeof(out)))
-		fail("cannot read %s/estimate: %s", ksm_dir, strerror(errno));
-	if (json) {
-		j_begin();
-		j_int("pid", pid);
-		j_str("estimate", out);
-		j_close('}');
-	} else {
-		printf("process %d: %s\n", pid, out);
+	if (strcmp(run0, "1"))
+		knob_write("run", "1");
+	/* Count the scans from ksmd's first look at the process. */
+	t0 = now();
+	while (now() - t0 < secs && pid_stat(pid, "ksm_rmap_items") <= 0 &&
+	       !kill(pid, 0))
+		sleep_for(0.05);
+	scans0 = ksm_get("full_scans");
+	/*
+	 * Then on until two full scans in a row agree: a process still
+	 * filling its memory when counting began gets a stable estimate.
+	 */
+	while (now() - t0 < secs) {
+		long long f = ksm_get("full_scans");
+		long long est = ksm_get("estimate_pages_sharing") +
+				ksm_get("estimate_zero_pages");
+
+		/* run=2 by somebody else restarts the count */
+		if (f < scans0)
+			scans0 = f;
+		if (f - scans0 > done) {
+			if (f - scans0 > want && est == last)
+				break;
+			last = est;
+		}
+		done = f - scans0;
+		/* CMD exited (reaped here, so that kill() sees it gone) */
+		if (child && waitpid(child, NULL, WNOHANG) == child)
+			child = 0;
+		if ((!child && pid != opid) || kill(pid, 0))
+			break;
+		sleep_for(0.1);
 	}
+	/* No more counting: the numbers below are of one full scan. */
+	knob_write("estimate", "0");
+	if (kill(pid, 0) == 0)
+		mine = pid_stat(pid, "ksm_estimate_saved_bytes");
+	shared = ksm_get("estimate_pages_shared");
+	sharing = ksm_get("estimate_pages_sharing");
+	zero = ksm_get("estimate_zero_pages");
+	profit = ksm_get("estimate_profit");
+	if (opted && kill(pid, 0) == 0)
+		madvise_pid("estimate", pid, false, &ranges);
 	if (child) {
 		kill(child, SIGTERM);
 		waitpid(child, NULL, 0);
 	}
+	if (strcmp(run0, "1"))
+		knob_write("run", run0);
+	if (json) {
+		j_begin();
+		j_int("pid", pid);
+		j_int("full_scans", done);
+		j_dbl("seconds", now() - t0, true);
+		j_int("scans_wanted", want);
+		j_int("process_saved_bytes", mine);
+		j_int("pages_shared", shared);
+		j_int("pages_sharing", sharing);
+		j_int("zero_pages", zero);
+		j_int("profit_bytes", profit);
+		j_close('}');
+		putchar('\n');
+	} else {
+		printf("estimate after %lld full scans (%.1f s):\n", done,
+		       now() - t0);
+		if (mine >= 0)
+			printf("  process %d would save %.1f MiB\n", pid,
+			       mine / MIB);
+		else
+			printf("  process %d exited before the end\n", pid);
+		printf("  system: %lld pages on %lld KSM pages, %lld zero pages",
+		       sharing + shared, shared, zero);
+		printf(": %.1f MiB saved, %.1f MiB net of metadata\n",
+		       (sharing + zero) * (double)page_size / MIB,
+		       profit / MIB);
+	}
+	if (done < want)
+		fail("estimate: only %lld of %ld full scans in %.0f s: %s",
+		     done, want, secs,
+		     "incomplete (raise pages_to_scan, or -d)");
 	return 0;
 }
 

@@ -915,6 +915,7 @@ static int test_optional(void)
 	bool estimate = !access(KSM_SYSFS "estimate", F_OK);
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	int ret = KSFT_PASS;
+	bool bad;
 
 	self[n > 0 ? n : 0] = '\0';
 	snprintf(pid, sizeof(pid), "%d", workers[0]);
@@ -928,9 +929,16 @@ static int test_optional(void)
 		show_result("run --domain 3");
 		ret = KSFT_FAIL;
 	}
+	/* The workers are merged: an estimate needs a start without KSM pages. */
 	CTL("estimate", "-d", "0.2", "-p", pid);
-	if (!works_or_unsupported("KSM estimate mode", estimate)) {
-		show_result("estimate -p");
+	if (estimate)
+		bad = R.rc != 1 || !strstr(R.err, "KSM pages exist") ||
+		      strchr(R.err, '\n') != R.err + strlen(R.err) - 1 ||
+		      ksm_read("estimate") != 0;
+	else
+		bad = !works_or_unsupported("KSM estimate mode", false);
+	if (bad) {
+		show_result("estimate -p, KSM pages merged");
 		ret = KSFT_FAIL;
 	}
 	CTL("enable", "-p", pid);
@@ -1183,6 +1191,66 @@ static bool find_ksmctl(const char *argv0)
 	return false;
 }
 
+/* The number after "KEY": in @doc, or -1. */
+static long long json_ll(const char *doc, const char *key)
+{
+	double v;
+
+	return json_num(doc, key, &v) ? (long long)v : -1;
+}
+
+#define EST_DUPS	64
+
+/* --dups: EST_DUPS identical pages, until killed. */
+static int child_dups(void)
+{
+	char *p;
+
+	page_size = sysconf(_SC_PAGESIZE);
+	p = mmap(NULL, EST_DUPS * page_size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 1;
+	for (int i = 0; i < EST_DUPS; i++)
+		memset(p + i * page_size, 0x5c, page_size);
+	for (;;)
+		pause();
+}
+
+/*
+ * Last, with the workers gone: "estimate CMD" reports what merging the
+ * command's duplicates would save, merges nothing, and puts KSM back.
+ */
+static int test_estimate(void)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	long long saved, sharing;
+
+	if (access(KSM_SYSFS "estimate", F_OK))
+		return KSFT_SKIP;
+	self[n > 0 ? n : 0] = '\0';
+	if (!ksm_settle(60))
+		return KSFT_FAIL;
+	CTL("estimate", "--json", "--scans", "3", "-d", "25", self, "--dups");
+	saved = json_ll(R.out, "process_saved_bytes");
+	sharing = json_ll(R.out, "pages_sharing");
+	if (R.rc || !json_valid(R.out) || json_ll(R.out, "full_scans") < 3 ||
+	    sharing < EST_DUPS - 1 ||
+	    saved < (EST_DUPS - 4) * (long long)page_size ||
+	    ksm_read("estimate") != 0 || ksm_read("run") != 2 ||
+	    ksm_read("pages_shared") != 0 ||
+	    ksm_read("estimate_pages_sharing") != sharing) {
+		show_result("estimate --json CMD");
+		ksft_print_msg("saved %lld sharing %lld (%ld) json %d; estimate %ld run %ld\n",
+			       saved, sharing, ksm_read("estimate_pages_sharing"),
+			       json_valid(R.out), ksm_read("estimate"),
+			       ksm_read("run"));
+		return KSFT_FAIL;
+	}
+	return KSFT_PASS;
+}
+
 int main(int argc, char **argv)
 {
 	struct ksm_all_knobs saved;
@@ -1190,6 +1258,8 @@ int main(int argc, char **argv)
 
 	if (argc == 2 && !strcmp(argv[1], "--child"))
 		return child_check();
+	if (argc == 2 && !strcmp(argv[1], "--dups"))
+		return child_dups();
 	if (argc == 2 && !strcmp(argv[1], "--hold")) {
 		if (child_check())
 			return 1;
@@ -1205,7 +1275,7 @@ int main(int argc, char **argv)
 	if (geteuid())
 		ksft_exit_skip("needs root\n");
 	ksft_print_msg("using %s\n", ksmctl);
-	ksft_set_plan(14);
+	ksft_set_plan(15);
 	ksm_save_all(&saved);
 	t_last = ksm_now();
 	if (!ksm_settle(60) || ksm_write("use_zero_pages", 1) || ksm_fast()) {
@@ -1237,6 +1307,7 @@ int main(int argc, char **argv)
 	report(test_disable(), "disable: works or says unsupported");
 
 	stop_workers();
+	report(test_estimate(), "estimate: a command's saving, nothing merged");
 	ksm_restore_all(&saved);
 	ksft_finished();
 }
