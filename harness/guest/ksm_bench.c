@@ -526,6 +526,60 @@ static void bench_mixed(long mib)
 }
 
 /*
+ * Estimate mode (ours only): two processes of MIB MiB each, half of it the
+ * same in both, a fifth unique, the rest zero (use_zero_pages=1), scanned
+ * SCANS full scans with estimate=1, then, from the same start (run=2),
+ * merged for as many full scans.  Reports the estimate over what merging
+ * achieved, and ksmd CPU per full scan in each mode.
+ */
+static void bench_estimate(long mib)
+{
+	long n = mib * 1048576 / page_size, ndup = n / 2, nuni = n / 5;
+	long nzero = n - ndup - nuni, i, scans = 3, est, got;
+	double ce, cm, wall;
+
+	if (ksm_read("estimate") < 0) {
+		bench_info("no estimate mode in this kernel: nothing to measure");
+		finish(1);
+	}
+	ksm_write("run", 0);
+	ksm_write("use_zero_pages", 1);
+	for (i = 0; i < 2; i++) {
+		spawn(ndup, 60000000, 1, 0);
+		spawn(nuni, 70000000 + i * 1000000, 1, 0);
+		spawn(nzero, 0, -1, 0);
+	}
+	knobs(2 * n / 4, 0, 1);
+	if (ksm_write("estimate", 1))
+		fail("estimate=1 refused");
+	ksm_write("run", 1);
+	/* From a scan boundary, as merging below starts from run=2. */
+	ce = cpu_over_scans(scans, 300, &wall);
+	est = ksm_read("estimate_pages_sharing") +
+	      ksm_read("estimate_zero_pages");
+	bench_info("estimate: %ld full scans in %.2f s, ksmd %.2f s CPU: sharing %ld zero %ld profit %ld",
+		   scans, wall, ce, ksm_read("estimate_pages_sharing"),
+		   ksm_read("estimate_zero_pages"), ksm_read("estimate_profit"));
+	if (ksm_read("pages_shared") || ksm_read("ksm_zero_pages") > 0)
+		fail("estimate mode merged pages");
+	if (ksm_write("estimate", 0) || !ksm_settle(120))
+		fail("cannot switch from estimate to merging");
+	ksm_write("run", 1);
+	cm = cpu_over_scans(scans, 300, &wall);
+	got = ksm_read("pages_sharing") + ksm_read("ksm_zero_pages");
+	bench_info("merge: %ld full scans in %.2f s, ksmd %.2f s CPU: sharing %ld zero %ld (ideal %ld)",
+		   scans, wall, cm, ksm_read("pages_sharing"),
+		   ksm_read("ksm_zero_pages"), ndup + 2 * nzero);
+	ksm_write("run", 0);
+	if (got <= 0)
+		fail("nothing merged");
+	result("estimate_accuracy", (double)est / got, "ratio");
+	result("estimate_scan_cpu", ce / scans, "s/scan");
+	result("estimate_cpu_vs_merge", cm > 0 ? ce / cm : 0, "ratio");
+	finish(1);
+}
+
+/*
  * advisor_mode=scan-time: the candidate set grows in steps to MIB MiB over
  * SECONDS/2, then shrinks back over SECONDS/2. ksmd CPU % over the period.
  */
@@ -607,7 +661,9 @@ int main(int argc, char **argv)
 		bench_mixed(atol(argv[2]));
 	if (argc == 4 && !strcmp(argv[1], "advisor"))
 		bench_advisor(atol(argv[2]), atol(argv[3]));
-	fprintf(stderr, "usage: ksm_bench merge K MIB | unique MIB SMART WARM SCANS [R] | largetree P D [R] | mixed MIB | advisor MIB SECONDS\n");
+	if (argc == 3 && !strcmp(argv[1], "estimate"))
+		bench_estimate(atol(argv[2]));
+	fprintf(stderr, "usage: ksm_bench merge K MIB | unique MIB SMART WARM SCANS [R] | largetree P D [R] | mixed MIB | advisor MIB SECONDS | estimate MIB\n");
 	ksm_restore(&saved);
 	return 2;
 }

@@ -52,4 +52,6 @@ ksmt_run advisor_steady_cpu 300 ksm_bench advisor $ADVISOR
 # The cost of merge domains: the same workloads with merge_domains=2.
 rep $REPS merge_throughput_domains2 300 env KSM_BENCH_DOMAINS=2 ksm_bench merge $MERGE
 ksmt_run unique_scan_cpu_domains2 400 env KSM_BENCH_DOMAINS=2 ksm_bench unique $UNIQ 0 3 5 $REPS
+# Estimate mode (ours only): the estimate against what merging achieves.
+ksmt_run estimate 600 ksm_bench estimate $MIXED
 }
