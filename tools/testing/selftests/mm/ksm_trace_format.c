@@ -146,6 +146,22 @@ static int check_event(const struct ksm_event_format *e)
 	return bad;
 }
 
+/*
+ * Every event's format file as it is (less the ID line, which numbers
+ * events kernel by kernel), one "# format EVENT: LINE" per line, so that
+ * the console logs of two kernels can be diffed whole.
+ */
+static void dump_formats(void)
+{
+	char cmd[] = "cd " TRACEFS " && for e in */; do e=${e%/}; "
+		     "grep -v '^ID:' \"$e/format\" | sed \"s|^|# format $e: |\"; done";
+
+	fflush(stdout);
+	if (system(cmd))
+		ksft_print_msg("could not list the formats\n");
+	fflush(stdout);
+}
+
 int main(void)
 {
 	unsigned int i;
@@ -156,6 +172,7 @@ int main(void)
 	if (access(TRACEFS, R_OK))
 		ksft_exit_skip("no %s (tracefs not mounted, or no KSM events)\n",
 			       TRACEFS);
+	dump_formats();
 	ksft_set_plan(ARRAY_SIZE(expected));
 	for (i = 0; i < ARRAY_SIZE(expected); i++)
 		ksft_test_result(!check_event(&expected[i]),
