@@ -1777,7 +1777,8 @@ static void ctl_check_estimate(void)
 	uint64_t pfn[WITNESS_PAGES];
 	long scans = ksm_read("full_scans");
 
-	if (!ctl_est_on)
+	/* Past the deadline the witness is on its way out. */
+	if (!ctl_est_on || READ_ONCE(sh->stop))
 		return;
 	ctl_est_checks++;
 	if (ksm_read("pages_shared") || ksm_read("ksm_zero_pages") > 0) {
@@ -1828,6 +1829,8 @@ static bool ctl_no_ksm_pages(void *arg)
 
 static void ctl_toggle_estimate(void)
 {
+	if (READ_ONCE(sh->stop))
+		return;
 	if (ctl_est_on) {
 		/* Stay on for a while: the checks run while it is. */
 		if (rndn(&ctl_rng, 3))
