@@ -2080,9 +2080,48 @@ static bool mm_in_scan_domain(struct mm_struct *mm)
 	return same;
 }
 
+/* rmap_walk() callback: stop at a VMA of an mm outside the scan domain. */
+static bool vma_in_scan_domain(struct folio *folio, struct vm_area_struct *vma,
+			       unsigned long addr, void *arg)
+{
+	bool *foreign = arg;
+
+	if (mm_in_scan_domain(vma->vm_mm))
+		return true;
+	*foreign = true;
+	return false;
+}
+
 /*
- * Merge @page (of @item) and @tpage (of unstable tree item @titem): @page
- * becomes a new KSM page and @tpage's mapping is replaced by it.
+ * May locked @folio, mapped by the mm being scanned, become a KSM page in
+ * place?  Every mm that maps it, or may map it again from swap, keeps it
+ * as it is: with merge domains, a page shared over fork with a process
+ * that later moved to another domain would be shared with that domain,
+ * and so would every page merged into it later.  Any VMA of its anon_vma
+ * outside our domain is enough to refuse.
+ */
+static bool folio_in_scan_domain(struct folio *folio)
+{
+	bool foreign = false;
+	struct rmap_walk_control rwc = {
+		.rmap_one = vma_in_scan_domain,
+		.arg = &foreign,
+	};
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
+	if (ksm_merge_domains == KSM_DOMAINS_OFF)
+		return true;
+	if (folio_mapcount(folio) == 1 && !folio_test_swapcache(folio))
+		return true;
+	rmap_walk(folio, &rwc);
+	return !foreign;
+}
+
+/*
+ * Merge @page (of @item) and @tpage (of unstable tree item @titem): one
+ * becomes a new KSM page in place (@page, unless only @tpage may: see
+ * folio_in_scan_domain()) and the other's mapping is replaced by it.
  */
 static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 				  struct page *page,
@@ -2093,10 +2132,13 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	unsigned long addr = item_addr(item), taddr = item_addr(titem);
 	struct vm_area_struct *vma, *tvma;
 	struct ksm_stable_node *node = NULL;
-	struct folio *folio, *tfolio;
+	struct folio *folio, *tfolio, *kfolio;
+	struct page *kpage, *gpage;
+	struct vm_area_struct *gvma;
+	unsigned long gaddr;
 	void *old_mapping;
-	pte_t orig, torig;
-	bool replaced = false;
+	pte_t orig, torig, gorig;
+	bool replaced = false, swapped = false;
 	int err = -EFAULT;
 	u64 hash = 0;
 
@@ -2141,6 +2183,28 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 	 */
 	if (!err && !pages_identical(page, tpage))
 		err = -EBUSY;
+	if (err)
+		goto out_unlock_both;
+	/* Which one stays, as the KSM page, and which one goes. */
+	kfolio = folio;
+	kpage = page;
+	gpage = tpage;
+	gvma = tvma;
+	gaddr = taddr;
+	gorig = torig;
+	if (!folio_in_scan_domain(folio)) {
+		err = -EBUSY;
+		if (!folio_in_scan_domain(tfolio))
+			goto out_unlock_both;
+		err = 0;
+		swapped = true;
+		kfolio = tfolio;
+		kpage = tpage;
+		gpage = page;
+		gvma = vma;
+		gaddr = addr;
+		gorig = orig;
+	}
 	if (!err)
 		hash = page_hash(page) ^ ksm_scan.salt;
 	if (!err) {
@@ -2153,26 +2217,27 @@ static int try_to_merge_two_pages(struct ksm_rmap_item *item,
 
 	/*
 	 * Reclaim discards a clean lazyfree (MADV_FREE) page; the one we
-	 * keep must be written to swap instead, since tmm's data is in it.
+	 * keep must be written to swap instead, since the other's data is
+	 * in it.
 	 */
-	folio_mark_dirty(folio);
-	old_mapping = folio->mapping;
-	folio_set_stable_node(folio, node);
+	folio_mark_dirty(kfolio);
+	old_mapping = kfolio->mapping;
+	folio_set_stable_node(kfolio, node);
 	replaced = true;
-	err = replace_page(tvma, tpage, page, taddr, torig);
+	err = replace_page(gvma, gpage, kpage, gaddr, gorig);
 	if (err) {
 		/*
 		 * Nobody could have looked at the folio as a KSM page: that
 		 * needs its lock, which we hold.  Make it plain anon again.
 		 */
-		WRITE_ONCE(folio->mapping, old_mapping);
+		WRITE_ONCE(kfolio->mapping, old_mapping);
 		free_stable_node(node);
 		goto out_unlock_both;
 	}
-	node->kpfn = folio_pfn(folio);
+	node->kpfn = folio_pfn(kfolio);
 	node->hash = hash;
 	node->nid = get_kpfn_nid(node->kpfn);
-	stable_tree_insert(node, page);
+	stable_tree_insert(node, kpage);
 	stable_item_attach(node, item, vma->anon_vma);
 	stable_item_attach(node, titem, tvma->anon_vma);
 
@@ -2186,10 +2251,15 @@ out_tmm:
 out:
 	mmap_read_unlock(mm);
 	/*
-	 * Traced as upstream traces its two steps: @page made ready to be a
-	 * KSM page (no KSM page yet), then, if that worked, @tpage mapped
-	 * over by it.
+	 * Traced as upstream traces its two steps: a page made ready to be a
+	 * KSM page (no KSM page yet), then, if that worked, the other page
+	 * mapped over by it.
 	 */
+	if (swapped) {
+		swap(page, tpage);
+		swap(item, titem);
+		swap(mm, tmm);
+	}
 	trace_ksm_merge_with_ksm_page(NULL, page_to_pfn(page), item, mm,
 				      replaced ? 0 : err);
 	if (replaced)
@@ -2363,15 +2433,25 @@ static void adopt_ksm_page(struct ksm_rmap_item *item, struct page *page)
 	struct mm_struct *mm = item->mm;
 	struct vm_area_struct *vma;
 	struct ksm_stable_node *node;
+	bool foreign = false;
 
 	mmap_read_lock(mm);
 	vma = find_mergeable_vma(mm, item_addr(item));
 	if (vma) {
 		folio_lock(folio);
 		node = folio_stable_node(folio);
-		if (node && node->kind != NODE_CHAIN)
+		/*
+		 * The KSM page of another merge domain (its key is not ours):
+		 * swapped in after a domain change, say.  Not ours to share.
+		 */
+		if (node && node->kind != NODE_CHAIN && ksm_merge_domains &&
+		    node->hash != (page_hash(page) ^ ksm_scan.salt))
+			foreign = true;
+		else if (node && node->kind != NODE_CHAIN)
 			stable_item_attach(node, item, vma->anon_vma);
 		folio_unlock(folio);
+		if (foreign)
+			break_ksm(vma, item_addr(item));
 	}
 	mmap_read_unlock(mm);
 }
@@ -2474,6 +2554,15 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	/* Estimate mode merges into no KSM page, not even a leftover one. */
 	kfolio = ksm_estimate ? NULL :
 		 stable_tree_search(page, hash, nid, &node);
+	/*
+	 * A skipped visit's key is as old as its last real visit, maybe from
+	 * before a merge_domains change: only the page's own key may decide
+	 * which KSM page it merges into.
+	 */
+	if (kfolio && skipped && (page_hash(page) ^ ksm_scan.salt) != hash) {
+		folio_put(kfolio);
+		kfolio = NULL;
+	}
 	if (kfolio) {
 		ksm_race_delay();
 		err = try_to_merge_with_kpage(item, page, kfolio, node);
@@ -3685,6 +3774,8 @@ static long ksm_fair_saving(struct mm_struct *mm)
 
 				saved += PAGE_SIZE * (k - 1) / k;
 			}
+			/* Items are only freed under the mutex we hold. */
+			cond_resched();
 		}
 	}
 	return saved + mm_ksm_zero_pages(mm) * (long)PAGE_SIZE -
@@ -3709,7 +3800,12 @@ static long ksm_est_saving(struct mm_struct *mm)
 void ksm_proc_stat(struct seq_file *m, struct mm_struct *mm)
 {
 	seq_printf(m, "ksm_merge_domain %d\n", ksm_get_merge_domain(mm));
-	if (mutex_lock_killable(&ksm_thread_mutex))
+	/* Never registered: nothing saved, and no need to wait for ksmd. */
+	if (!test_bit(MMF_VM_MERGEABLE, &mm->flags)) {
+		seq_puts(m, "ksm_saved_bytes 0\nksm_estimate_saved_bytes 0\n");
+		return;
+	}
+	if (mutex_lock_interruptible(&ksm_thread_mutex))
 		return;
 	seq_printf(m, "ksm_saved_bytes %ld\n", ksm_fair_saving(mm));
 	seq_printf(m, "ksm_estimate_saved_bytes %ld\n", ksm_est_saving(mm));
@@ -4026,22 +4122,37 @@ static int ksm_set_merge_across_nodes(unsigned long val)
 #endif
 
 /*
- * merge_domains changes which pages may meet, so, like merge_across_nodes,
- * only while no KSM page is shared.  Every key ksmd holds was made under
- * the old rule: the unstable trees start over and every item is read
- * afresh on its next visit.  Under 2 every registered mm that chose no
- * domain gets one of its own.
+ * merge_domains changes which pages may meet, so only while no KSM page
+ * exists at all.  Every key ksmd holds was made under the old rule: the
+ * unstable trees start over and every item is re-keyed on its next real
+ * visit.  Under 2 every registered mm that chose no domain gets one of
+ * its own.
  */
+static bool ksm_no_stable_nodes(void)
+{
+	int nid;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	for (nid = 0; nid < ksm_nr_node_ids; nid++)
+		if (!RB_EMPTY_ROOT(root_stable_tree + nid))
+			return false;
+	return list_empty(&migrate_nodes);
+}
+
 static int ksm_set_merge_domains(unsigned long val)
 {
-	struct ksm_rmap_item *item;
 	struct ksm_mm_slot *slot;
 	int err = 0;
 
 	lockdep_assert_held(&ksm_thread_mutex);
 	if (ksm_merge_domains == val)
 		return 0;
-	if (ksm_pages_shared)
+	/*
+	 * Not even a KSM page nobody tracks any more (its mms exited, their
+	 * forks still map it): its key is of the old rule, and pages of
+	 * another domain could find it.  A successful run=2 clears them.
+	 */
+	if (ksm_pages_shared || !ksm_no_stable_nodes())
 		return -EBUSY;
 	forget_unstable_trees();
 	spin_lock(&ksm_mmlist_lock);
@@ -4054,12 +4165,13 @@ static int ksm_set_merge_domains(unsigned long val)
 			trace_ksm_merge_domain(slot->slot.mm,
 					       slot->auto_domain);
 		}
-		/* No item is stable: none is in a tree now. */
-		for (item = slot->rmap_list; item; item = item->rmap_list) {
-			item->hash = 0;
-			item_reset_age(item);
-		}
 	}
+	/*
+	 * The items keep their keys of the old rule: a real visit finds its
+	 * page "changed" and re-keys it, and a skipped one is checked before
+	 * it merges (cmp_and_merge_page()), so no walk of every item under
+	 * the spinlock is needed.
+	 */
 	if (!err)
 		WRITE_ONCE(ksm_merge_domains, val);
 	spin_unlock(&ksm_mmlist_lock);

@@ -330,6 +330,8 @@ static int child_interrupted(void)
  * fork (-2 as the parent of idx+1 under merge_domains=2); fill NR pages of
  * the common content, publish its frames once asked to exit.
  */
+static void worker_publish(int idx, char *p);
+
 static void worker(int idx, long domain, bool zero)
 {
 	char *p;
@@ -339,6 +341,12 @@ static void worker(int idx, long domain, bool zero)
 	p = mergeable_area(PAT, zero);
 	if (!p)
 		_exit(1);
+	worker_publish(idx, p);
+}
+
+/* Publish @p's frames once asked to exit, then exit when told. */
+static void worker_publish(int idx, char *p)
+{
 	sh->domain[idx] = get_domain();
 	WRITE_ONCE(sh->ready[idx], 1);
 	while (!READ_ONCE(sh->go_exit))
@@ -520,6 +528,81 @@ static int isolate_forks(void)
 	return ret;
 }
 
+/*
+ * Mode 1: worker 0 fills its pages and forks worker 1 before ksmd runs;
+ * worker 1 moves to a fresh domain.  Worker 2, in worker 0's domain,
+ * holds the same content.  Merging must not turn a page that 0 and 1
+ * still share (copy-on-write) into a KSM page in place, or 1 would share
+ * it with domain 0: 0 and 2 end up on one KSM page, 1 on its own, and 1
+ * shares no frame with either.
+ */
+static int fork_isolate(void)
+{
+	struct counts want = { .shared = 2, .sharing = 3 * NR - 2 };
+	pid_t pid[3];
+	int ret = KSFT_PASS;
+	char *p;
+
+	memset(sh, 0, sizeof(*sh));
+	ksm_reset(&ret, "fork", WAIT_S);
+	if (ksm_write("run", 0) || ksm_write("merge_domains", 1))
+		return KSFT_FAIL;
+	pid[0] = fork();
+	if (!pid[0]) {
+		p = mergeable_area(PAT, false);
+		if (!p)
+			_exit(1);
+		pid[1] = fork();
+		if (!pid[1]) {
+			if (set_domain(PR_MEMORY_MERGE_DOMAIN_NEW) <= 0)
+				_exit(1);
+			worker_publish(1, p);
+		}
+		worker_publish(0, p);
+	}
+	/*
+	 * Worker 2 registers after 0, so that ksmd meets 0's pages first
+	 * and would merge them with each other, in place, if it may.
+	 */
+	if (!all_ready(2, 1)) {
+		ksft_print_msg("fork: workers 0, 1 not ready\n");
+		ret = KSFT_FAIL;
+	}
+	pid[2] = fork();
+	if (!pid[2])
+		worker(2, -1, false);
+	if (!all_ready(3, 1) || ksm_write("run", 1) ||
+	    !ksm_wait_for(counts_reached, &want, WAIT_S))
+		ksft_print_msg("fork: shared %ld (want %ld) sharing %ld (want %ld)\n",
+			       ksm_read("pages_shared"), want.shared,
+			       ksm_read("pages_sharing"), want.sharing);
+	WRITE_ONCE(sh->go_exit, 1);
+	if (!all_ready(3, 2))
+		ret = KSFT_FAIL;
+	if (ret == KSFT_PASS) {
+		if (sh->domain[1] <= 0 || sh->domain[0] || sh->domain[2]) {
+			ksft_print_msg("fork domains: %d %d %d\n", sh->domain[0],
+				       sh->domain[1], sh->domain[2]);
+			ret = KSFT_FAIL;
+		}
+		if (share_frame(1, 0) || share_frame(1, 2)) {
+			ksft_print_msg("fork: child in domain %d shares a frame with domain 0\n",
+				       sh->domain[1]);
+			ret = KSFT_FAIL;
+		}
+		if (!one_frame(0, 2)) {
+			ksft_print_msg("fork: 0 and 2 (domain 0) not on one KSM page\n");
+			ret = KSFT_FAIL;
+		}
+	}
+	WRITE_ONCE(sh->go_exit, 2);
+	waitpid(pid[2], NULL, 0);
+	waitpid(pid[0], NULL, 0);
+	ksm_reset(&ret, "fork", WAIT_S);
+	ksm_write("merge_domains", 0);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct ksm_knobs saved;
@@ -535,7 +618,7 @@ int main(int argc, char **argv)
 		ksft_exit_skip("KSM sysfs not writable (not root, or no KSM)\n");
 	if (ksm_read("merge_domains") < 0)
 		ksft_exit_skip("no merge domains (not our KSM)\n");
-	ksft_set_plan(9);
+	ksft_set_plan(10);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED || !ksm_begin(&saved, WAIT_S))
@@ -568,6 +651,8 @@ int main(int argc, char **argv)
 	}
 	ksm_report(isolate_forks(),
 		   "merge_domains=2: separate processes isolated, forks share");
+	ksm_report(fork_isolate(),
+		   "a fork that changed domain shares no page with its parent's domain");
 	{
 		static const long dom[] = { 11, 12, -1, 12 };
 		static const int same[][2] = { { 0, 1 }, { 0, 2 }, { 0, 3 },
