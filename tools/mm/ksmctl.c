@@ -1836,7 +1836,9 @@ static const char *const helps[] = {
 	"disable: unmerge a running process's memory\n"
 	"  (process_madvise(MADV_UNMERGEABLE); needs kernel support).",
 	"estimate: how much KSM would save for a process or a command, without\n"
-	"  merging (estimate mode; needs kernel support), after -d SECONDS (10).",
+	"  merging (estimate mode; needs kernel support and no KSM page yet):\n"
+	"  --scans N full scans (3), then until two agree, at most -d SECONDS\n"
+	"  (600). A PID is opted in with process_madvise() meanwhile.",
 };
 
 static const char help_tail[] =
