@@ -1788,6 +1788,8 @@ static void ctl_check_estimate(void)
 			       ksm_read("ksm_zero_pages"));
 	}
 	if (!witness_frames(pfn)) {
+		if (READ_ONCE(sh->stop))
+			return;
 		ctl_errors++;
 		ksft_print_msg("estimate: cannot read the witness's pagemap\n");
 		return;
@@ -1851,7 +1853,8 @@ static void ctl_toggle_estimate(void)
 	ctl_est_ons++;
 	ctl_est_scans = ksm_read("full_scans");
 	ctl_est_on = witness_frames(witness_pfn);
-	if (!ctl_est_on) {
+	/* The deadline may have passed meanwhile: the witness is gone. */
+	if (!ctl_est_on && !READ_ONCE(sh->stop)) {
 		ctl_errors++;
 		ksft_print_msg("estimate: cannot read the witness's pagemap\n");
 	}
