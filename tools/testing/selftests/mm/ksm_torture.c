@@ -1906,6 +1906,9 @@ static void *controller_main(void *arg)
 	bool has_man = access(KSM_SYSFS "merge_across_nodes", F_OK) == 0;
 
 	(void)arg;
+	/* Short runs too (make test's slice) see estimate mode switched on. */
+	if (ctl_estimate)
+		ctl_toggle_estimate();
 	while (!READ_ONCE(ctl_stop)) {
 		long x = rndn(&ctl_rng, 24);
 
