@@ -7,6 +7,8 @@
 # out/bench/report.json (medians, min, max, ratio ours/upstream).
 # Env: QUICK=1 (2 boots each, smaller sizes; default 3 boots each),
 #      BOOTS=n (boots per kernel), TIMEOUT (s per boot),
+#      ONLY="name#1,name#2,..." (only those workloads, by their plan names:
+#      a partial report, whose other rows say they have no result),
 #      BENCH_A / BENCH_B (hidden: the kernels in the "ours" and "upstream"
 #      columns; BENCH_A=upstream BENCH_B=upstream validates the method, the
 #      ratios must come out ~1.0).
@@ -62,7 +64,8 @@ for i in $(seq 1 "$boots"); do
 		set +e
 		TIMEOUT=$to "$TOP/harness/qemu.sh" "$bdir/img/$k.bzImage" \
 			"$bdir/img/initramfs.cpio.gz" "$rd" bench \
-			"quick=$quick" "boot=$i" "side=$col" 2> >(tee "$rd.stderr" >&2)
+			"quick=$quick" "boot=$i" "side=$col" \
+			${ONLY:+"only=${ONLY// /,}"} 2> >(tee "$rd.stderr" >&2)
 		rc=$?
 		set -e
 		echo "$rc $(( $(date +%s) - t0 ))" >"$rd/qemu.rc"
