@@ -2586,6 +2586,16 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	}
 	if (ksm_estimate) {
 		put_page(tpage);
+		/*
+		 * As a merge would (below), a skipped visit's key must still
+		 * be the page's: it may be of another domain's rule.
+		 */
+		raw = skipped ? page_hash(page) ^ ksm_scan.salt : hash;
+		if (raw != hash) {
+			item->hash = raw;
+			item_reset_age(item);
+			return;
+		}
 		est_join(item, titem);
 		return;
 	}
@@ -3805,7 +3815,7 @@ void ksm_proc_stat(struct seq_file *m, struct mm_struct *mm)
 		seq_puts(m, "ksm_saved_bytes 0\nksm_estimate_saved_bytes 0\n");
 		return;
 	}
-	if (mutex_lock_interruptible(&ksm_thread_mutex))
+	if (mutex_lock_killable(&ksm_thread_mutex))
 		return;
 	seq_printf(m, "ksm_saved_bytes %ld\n", ksm_fair_saving(mm));
 	seq_printf(m, "ksm_estimate_saved_bytes %ld\n", ksm_est_saving(mm));
