@@ -35,12 +35,17 @@
  *       folio lock            of the page being merged; a second folio
  *                             (the KSM page or the unstable partner) is
  *                             only ever trylocked
- *         anon_vma lock       (rmap_walk_ksm, collect_procs_ksm)
+ *         anon_vma lock       (rmap_walk_ksm, collect_procs_ksm, and
+ *                             folio_in_scan_domain() under both folios
+ *                             of a merge)
  *           page table lock
- *   ksm_mmlist_lock           spinlock, innermost, never held across
+ *   ksm_mmlist_lock           spinlock, taken last but for the one below
+ *                             (also inside the anon_vma lock, by
+ *                             vma_in_scan_domain()), never held across
  *                             anything that sleeps
- *   ksm_domain_lock           spinlock, innermost, the fresh domain
- *                             counter only
+ *     ksm_domain_lock         spinlock, innermost, the fresh domain
+ *                             counter only (taken with or without
+ *                             ksm_mmlist_lock)
  *
  * The trees, the stable nodes and the tracking items are only changed with
  * ksm_thread_mutex held.  Additionally a stable node's item list is only
@@ -55,9 +60,11 @@
  * mm_slot being scanned (ksm_scan.mm_slot) is never freed by __ksm_exit(),
  * which leaves such slots to ksmd.  Page tables are only read or changed
  * through mm/pagewalk.c, under the mmap_lock, which takes the page table
- * lock around our callbacks.  A slot's merge domain (domain, auto_domain)
- * is set before the slot is listed, or changed with ksm_thread_mutex and
- * the mm's mmap_lock held for writing: ksmd reads it under the mutex.
+ * lock around our callbacks.  A slot's merge domain is set before the
+ * slot is listed, or changed: its domain with ksm_thread_mutex and the
+ * mm's mmap_lock held for writing, its auto_domain (merge_domains=2)
+ * with ksm_thread_mutex and ksm_mmlist_lock.  ksmd reads both under the
+ * mutex.
  * The estimate groups, their member lists and the estimate numbers are
  * only touched with ksm_thread_mutex held; readers of the numbers take it
  * too, so that a full scan's count and its numbers are seen together.
