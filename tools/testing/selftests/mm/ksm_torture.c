@@ -335,6 +335,64 @@ static bool enabled(enum op op)
 #define VMSPLICE_MISMATCH_FMT \
 	"MISMATCH vmsplice pid %d addr %p: pipe data word[%ld]=%#llx expected value %#llx\n"
 
+/*
+ * What the page table and the frame say about a live page that read
+ * wrong: present/swapped, exclusive, and the frame's KSM, zero-page,
+ * dirty, swap-backed and swap-cache flags tell a lost PTE from a wrong
+ * merge from a discarded lazyfree page.
+ */
+#define PAGE_DETAIL_FMT \
+	"  page %p: pagemap %#llx (present %d swapped %d exclusive %d) pfn %#llx kpageflags %#llx (ksm %d zero %d dirty %d swapbacked %d swapcache %d lru %d)\n"
+
+static void report_page_detail(const void *addr, bool parent_too)
+{
+	uint64_t e = 0, pfn = 0, f = 0;
+	int fd;
+
+	/*
+	 * A forked child: what the parent maps there now tells a page the
+	 * parent lost from one that fork copied wrong.
+	 */
+	if (parent_too) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", getppid());
+		fd = open(path, O_RDONLY);
+		if (fd >= 0) {
+			if (pread(fd, &e, sizeof(e),
+				  (uintptr_t)addr / ps * sizeof(e)) != sizeof(e))
+				e = 0;
+			close(fd);
+			ksft_print_msg("  parent %d pagemap at %p: %#llx\n",
+				       getppid(), addr, (unsigned long long)e);
+		}
+		e = 0;
+	}
+	fd = open("/proc/self/pagemap", O_RDONLY);
+
+	if (fd < 0)
+		return;
+	if (pread(fd, &e, sizeof(e), (uintptr_t)addr / ps * sizeof(e)) !=
+	    sizeof(e))
+		e = 0;
+	close(fd);
+	if (e >> 63)
+		pfn = e & ((1ull << 55) - 1);
+	fd = pfn ? open("/proc/kpageflags", O_RDONLY) : -1;
+	if (fd >= 0) {
+		if (pread(fd, &f, sizeof(f), pfn * sizeof(f)) != sizeof(f))
+			f = 0;
+		close(fd);
+	}
+	ksft_print_msg(PAGE_DETAIL_FMT, addr, (unsigned long long)e,
+		       (int)(e >> 63 & 1), (int)(e >> 62 & 1),
+		       (int)(e >> 56 & 1), (unsigned long long)pfn,
+		       (unsigned long long)f, (int)(f >> 21 & 1),
+		       (int)(f >> 24 & 1), (int)(f >> 4 & 1),
+		       (int)(f >> 14 & 1), (int)(f >> 13 & 1),
+		       (int)(f >> 5 & 1));
+}
+
 static int report_mismatch(const char *who, struct region *r, size_t i,
 			   long word)
 {
@@ -347,6 +405,11 @@ static int report_mismatch(const char *who, struct region *r, size_t i,
 		       (unsigned long long)s->alt : 0ull, word,
 		       (unsigned long long)(s->v ? word_of(s->v, word) : 0),
 		       (unsigned long long)w[word], (unsigned long long)w[0]);
+	/* the exec handoff checks a copy: its page table says nothing */
+	if (strcmp(who, "exec-handoff"))
+		report_page_detail(r->addr + i * ps,
+				   !strcmp(who, "exec-live") ||
+				   !strcmp(who, "fork-child"));
 	ADD(sh->mismatches, 1);
 	return 1;
 }
@@ -1162,8 +1225,16 @@ static void exec_child_main(void)
 		WRITE_ONCE(sh->last_errno[OP_EXEC], errno);
 		_exit(4);
 	}
-	for (int i = 0; i < NR_THREADS; i++)
+	/*
+	 * Check the live pages first: a mismatch here, with the page table
+	 * detail, is the fork's or the kernel's; one only in the copy is
+	 * the write()'s.
+	 */
+	for (int i = 0; i < NR_THREADS; i++) {
 		nreg += W.t[i].nreg;
+		for (int j = 0; j < W.t[i].nreg; j++)
+			verify_region("exec-live", &W.t[i].reg[j]);
+	}
 	hdr[1] = nreg;
 	if (write(fd, hdr, sizeof(hdr)) != sizeof(hdr))
 		_exit(2);
@@ -1181,6 +1252,8 @@ static void exec_child_main(void)
 	}
 	snprintf(fdarg, sizeof(fdarg), "%d", fd);
 	snprintf(anyarg, sizeof(anyarg), "%d", W.merge_any ? 1 : 0);
+	/* exec drops what stdio still holds: the exec-live reports above */
+	fflush(stdout);
 	execl(self_exe, "ksm_torture", "--exec-verify", fdarg, anyarg,
 	      (char *)NULL);
 	WRITE_ONCE(sh->last_errno[OP_EXEC], errno);
