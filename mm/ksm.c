@@ -3414,6 +3414,25 @@ static int unmerge_mm(struct mm_struct *mm)
 }
 
 /*
+ * ksm_thread_mutex for a syscall that changes the trees, once no memory is
+ * on its way offline (the stable tree must not change while pages migrate
+ * out of the range); -EINTR on a fatal signal meanwhile.
+ */
+static int ksm_lock_online_killable(void)
+{
+	if (mutex_lock_killable(&ksm_thread_mutex))
+		return -EINTR;
+	while (ksm_run & KSM_RUN_OFFLINE) {
+		mutex_unlock(&ksm_thread_mutex);
+		if (wait_event_killable(ksm_offline_wait,
+					!(READ_ONCE(ksm_run) & KSM_RUN_OFFLINE)) ||
+		    mutex_lock_killable(&ksm_thread_mutex))
+			return -EINTR;
+	}
+	return 0;
+}
+
+/*
  * PR_SET_MEMORY_MERGE_DOMAIN.  The mm's KSM pages are unmerged first, with
  * ksmd held off, so that no page of it stays shared with its old domain;
  * if that fails, the domain stays as it was.  Returns the id of a fresh
@@ -3436,8 +3455,10 @@ int ksm_set_merge_domain(struct mm_struct *mm, unsigned long arg)
 		if (err)
 			return err;
 	}
-	if (mutex_lock_killable(&ksm_thread_mutex))
-		return -EINTR;
+	/* slot_forget_keys() below changes the trees */
+	err = ksm_lock_online_killable();
+	if (err)
+		return err;
 	err = -EINTR;
 	if (mmap_write_lock_killable(mm))
 		goto out_mutex;
