@@ -148,15 +148,17 @@ struct ksm_rmap_item {
 #define ITEM_STABLE		BIT(1)
 #define ITEM_STATE_MASK		(ITEM_UNSTABLE | ITEM_STABLE)
 #define ITEM_EST_MEMBER		ITEM_STATE_MASK	/* in an estimate group */
-#define ITEM_SEQ_SHIFT		2	/* ... of this scan generation */
-#define ITEM_SEQ_MASK		(7UL << ITEM_SEQ_SHIFT)
-#define ITEM_AGE_SHIFT		5	/* smart scan: unmerged visits */
-#define ITEM_AGE_MASK		(7UL << ITEM_AGE_SHIFT)
+#define ITEM_SEQ_SHIFT		2	/* ... of this scan generation; */
+#define ITEM_SEQ_MASK		(7UL << ITEM_SEQ_SHIFT)	/* stable: of the merge */
+#define ITEM_AGE_SHIFT		5	/* smart scan: unmerged visits, */
+#define ITEM_AGE_MASK		(7UL << ITEM_AGE_SHIFT)	/* or the thrash level */
 #define ITEM_SKIP_SHIFT		8	/* smart scan: visits left to skip */
-#define ITEM_SKIP_MASK		(15UL << ITEM_SKIP_SHIFT)
+#define ITEM_SKIP_MASK		(7UL << ITEM_SKIP_SHIFT)
+#define ITEM_THRASH		BIT(11)	/* a write broke the last merge soon */
 #define ITEM_FLAGS_MASK		(~PAGE_MASK)
 
-static_assert(ITEM_SKIP_MASK < PAGE_SIZE);
+static_assert((ITEM_STATE_MASK | ITEM_SEQ_MASK | ITEM_AGE_MASK |
+	       ITEM_SKIP_MASK | ITEM_THRASH) < PAGE_SIZE);
 
 enum ksm_node_kind {
 	NODE_REGULAR,		/* in a stable tree, maps a KSM page */
@@ -478,9 +480,13 @@ static inline bool item_in_unstable_tree(const struct ksm_rmap_item *item)
 	       item_seq(item) == cur_seq();
 }
 
+/* The page changed: smart scan starts over (a thrash level stays). */
 static inline void item_reset_age(struct ksm_rmap_item *item)
 {
-	item->address &= ~(ITEM_AGE_MASK | ITEM_SKIP_MASK);
+	if (item->address & ITEM_THRASH)
+		item->address &= ~ITEM_SKIP_MASK;
+	else
+		item->address &= ~(ITEM_AGE_MASK | ITEM_SKIP_MASK);
 }
 
 static inline bool item_is_stable(const struct ksm_rmap_item *item)
@@ -504,6 +510,91 @@ static inline void item_set_field(struct ksm_rmap_item *item,
 				  unsigned long val)
 {
 	item->address = (item->address & ~mask) | ((val << shift) & mask);
+}
+
+/*
+ * Thrash back-off (with smart_scan): a merge that a write breaks within
+ * THRASH_SCANS full scans cost a merge and a COW fault and saved next to
+ * nothing.  A page that keeps doing that (a buffer that identical
+ * processes rewrite with identical data) sits out its next 1, 3, then 7
+ * visits (full scans) after each such break, not even as a partner, so it
+ * merges the less often the more it thrashes; a merge that lasts longer,
+ * or unmerged visits once the sit-out is over, end it.  Not in estimate
+ * mode, which must see every page as merging would.
+ */
+#define THRASH_SCANS		2
+#define ITEM_SEQ_MAX		(ITEM_SEQ_MASK >> ITEM_SEQ_SHIFT)
+
+/* Full scans since the merge of a stable item with flags @address, mod 8. */
+static inline unsigned long merged_scans(unsigned long address)
+{
+	return (cur_seq() - ((address & ITEM_SEQ_MASK) >> ITEM_SEQ_SHIFT)) &
+	       ITEM_SEQ_MAX;
+}
+
+/* Stable @item's KSM page is still mapped: maybe the merge lasts. */
+static void item_merge_lasts(struct ksm_rmap_item *item)
+{
+	if (merged_scans(item->address) <= THRASH_SCANS)
+		return;
+	/* Also keeps the stamp from wrapping round into "soon" again. */
+	item->address &= ~(ITEM_THRASH | ITEM_AGE_MASK | ITEM_SEQ_MASK);
+	item->address |= ((cur_seq() - THRASH_SCANS - 1) & ITEM_SEQ_MAX) <<
+			 ITEM_SEQ_SHIFT;
+}
+
+/*
+ * @item, stable with flags @was until just now, lost its KSM page: by a
+ * COW fault, or a swap-in copy, or the KSM page went when every sharer
+ * wrote it.  If that was soon after the merge, it is to sit out its next
+ * visits (see item_sits_out()).
+ */
+static void item_merge_broken(struct ksm_rmap_item *item, unsigned long was)
+{
+	unsigned int level = 0;
+
+	if (!ksm_smart_scan || ksm_estimate || merged_scans(was) > THRASH_SCANS)
+		return;
+	if (was & ITEM_THRASH)
+		level = (was & ITEM_AGE_MASK) >> ITEM_AGE_SHIFT;
+	level = min(level + 1, 3U);
+	item->address |= ITEM_THRASH;
+	item_set_field(item, ITEM_AGE_MASK, ITEM_AGE_SHIFT, level);
+	item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT, (1U << level) - 1);
+}
+
+/* Use up one of @item's visits to skip, if it has any left. */
+static bool item_take_skip(struct ksm_rmap_item *item)
+{
+	unsigned int skip = item_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT);
+
+	if (!skip)
+		return false;
+	item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT, skip - 1);
+	/* Not read: counted as skipped instead of scanned, as upstream does. */
+	ksm_pages_skipped++;
+	ksm_pages_scanned--;
+	return true;
+}
+
+/* A thrash back-off visit of @item: no read, no tree, no merge. */
+static bool item_sits_out(struct ksm_rmap_item *item)
+{
+	if (!(item->address & ITEM_THRASH) || !ksm_smart_scan || ksm_estimate)
+		return false;
+	return item_take_skip(item);
+}
+
+/* An unmerged visit after the sit-out: the thrash level wears off. */
+static void item_thrash_decay(struct ksm_rmap_item *item)
+{
+	unsigned int level = item_field(item, ITEM_AGE_MASK, ITEM_AGE_SHIFT);
+
+	if (level > 1) {
+		item_set_field(item, ITEM_AGE_MASK, ITEM_AGE_SHIFT, level - 1);
+		return;
+	}
+	item->address &= ~(ITEM_THRASH | ITEM_AGE_MASK);
 }
 
 static inline bool ksm_test_exit(struct mm_struct *mm)
@@ -703,7 +794,8 @@ static void stable_item_detach(struct ksm_rmap_item *item)
 	trace_ksm_remove_rmap_item(node->kpfn, item, item->mm);
 	put_anon_vma(item->anon_vma);
 	item->head = NULL;
-	item->address &= ~(ITEM_STABLE | ITEM_AGE_MASK | ITEM_SKIP_MASK);
+	item->address &= ~(ITEM_STABLE | ITEM_SEQ_MASK | ITEM_AGE_MASK |
+			   ITEM_SKIP_MASK | ITEM_THRASH);
 	item->hash = 0;
 }
 
@@ -714,8 +806,12 @@ static void remove_stale_node(struct ksm_stable_node *node)
 	struct hlist_node *tmp;
 
 	lockdep_assert_held(&ksm_thread_mutex);
-	hlist_for_each_entry_safe(item, tmp, &node->hlist, hlist)
+	hlist_for_each_entry_safe(item, tmp, &node->hlist, hlist) {
+		unsigned long was = item->address;
+
 		stable_item_detach(item);
+		item_merge_broken(item, was);
+	}
 	trace_ksm_remove_ksm_page(node->kpfn);
 	unlink_stable_node(node);
 	free_stable_node(node);
@@ -1885,9 +1981,11 @@ static void stable_item_attach(struct ksm_stable_node *node,
 		ksm_pages_shared++;
 	ksm_stable_items++;
 	item->mm->ksm_merging_pages++;
-	item->address &= ~(ITEM_UNSTABLE | ITEM_SEQ_MASK | ITEM_AGE_MASK |
-			   ITEM_SKIP_MASK);
-	item->address |= ITEM_STABLE;
+	/* Stamped with the generation of the merge: see item_merge_broken(). */
+	item->address &= ~(ITEM_UNSTABLE | ITEM_SEQ_MASK | ITEM_SKIP_MASK);
+	if (!(item->address & ITEM_THRASH))
+		item->address &= ~ITEM_AGE_MASK;
+	item->address |= ITEM_STABLE | (cur_seq() << ITEM_SEQ_SHIFT);
 }
 
 /* Re-file KSM pages that moved to another NUMA node. */
@@ -2408,7 +2506,7 @@ static unsigned int skips_for_age(unsigned int age)
 {
 	if (age < 3)
 		return 0;
-	return min(1U << (age - 3), 8U);
+	return min(1U << (age - 3), 7U);
 }
 
 static void item_unmerged_visit(struct ksm_rmap_item *item)
@@ -2418,13 +2516,18 @@ static void item_unmerged_visit(struct ksm_rmap_item *item)
 
 	if (!ksm_smart_scan)
 		return;
+	/* A thrash level is not an age: it wears off instead. */
+	if (item->address & ITEM_THRASH) {
+		item_thrash_decay(item);
+		return;
+	}
 	if (age < 7)
 		age++;
 	item_set_field(item, ITEM_AGE_MASK, ITEM_AGE_SHIFT, age);
 	/*
 	 * Two pages that became equal late only merge in a scan that visits
 	 * both.  With a fixed back-off, two long-unique pages would each be
-	 * visited every 9th scan and, out of phase, never meet: a random
+	 * visited every 8th scan and, out of phase, never meet: a random
 	 * part of the back-off lets their phases drift.
 	 */
 	skips = skips_for_age(age);
@@ -2472,18 +2575,7 @@ static void adopt_ksm_page(struct ksm_rmap_item *item, struct page *page)
  */
 static bool item_skips_visit(struct ksm_rmap_item *item)
 {
-	unsigned int skip;
-
-	if (!ksm_smart_scan)
-		return false;
-	skip = item_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT);
-	if (!skip)
-		return false;
-	item_set_field(item, ITEM_SKIP_MASK, ITEM_SKIP_SHIFT, skip - 1);
-	/* Not read: counted as skipped instead of scanned, as upstream does. */
-	ksm_pages_skipped++;
-	ksm_pages_scanned--;
-	return true;
+	return ksm_smart_scan && item_take_skip(item);
 }
 
 /*
@@ -2519,16 +2611,25 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 		if (ksm_estimate)
 			return;
 		node = folio_stable_node(folio);
-		if (item_is_stable(item) && item->head == node)
+		if (item_is_stable(item) && item->head == node) {
+			item_merge_lasts(item);
 			return;
+		}
 		if (item_is_stable(item))
 			remove_item_from_stable(item);
 		adopt_ksm_page(item, page);
 		return;
 	}
 	/* The KSM page was replaced (COW, swap): not stable any more. */
-	if (item_is_stable(item))
+	if (item_is_stable(item)) {
+		unsigned long was = item->address;
+
 		remove_item_from_stable(item);
+		/* (a second marking, if the stale node did it, is the same) */
+		item_merge_broken(item, was);
+	}
+	if (item_sits_out(item))
+		return;
 
 	/* @hash is the tree key: in the mm's domain, see domain_salt(). */
 	skipped = item_skips_visit(item);

@@ -392,6 +392,32 @@ static inline void ksm_fill_page(char *p, uint64_t id)
 		w[i] = ksm_pat_word(id, i);
 }
 
+#ifndef MADV_NOHUGEPAGE
+#define MADV_NOHUGEPAGE 15
+#endif
+
+/*
+ * @n small pages (a THP split would only blur what is measured), page i
+ * holding pattern @id + i, made mergeable; NULL on failure.
+ */
+static inline char *ksm_map_patterns(size_t n, uint64_t id)
+{
+	size_t ps = sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, n * ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, n * ps, MADV_NOHUGEPAGE);
+	for (size_t i = 0; i < n; i++)
+		ksm_fill_page(p + i * ps, id + i);
+	if (madvise(p, n * ps, MADV_MERGEABLE)) {
+		munmap(p, n * ps);
+		return NULL;
+	}
+	return p;
+}
+
 /* True when the page holds pattern @id; reports the first bad word. */
 static inline bool ksm_check_page(const char *p, uint64_t id, const char *what,
 				  size_t idx)

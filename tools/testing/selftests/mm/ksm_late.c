@@ -19,10 +19,6 @@
 #include "kselftest.h"
 #include "ksm_common.h"
 
-#ifndef MADV_NOHUGEPAGE
-#define MADV_NOHUGEPAGE 15
-#endif
-
 #define WAIT_S		180	/* bound only: TCG under load is slow */
 #define NR		256	/* pages in each of the two areas */
 #define AGE_SCANS	40	/* enough for the longest back-off */
@@ -32,20 +28,7 @@ static size_t page_size;
 
 static char *area(void)
 {
-	char *p = mmap(NULL, NR * page_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	/* Small pages: a THP split would only blur what is measured. */
-	madvise(p, NR * page_size, MADV_NOHUGEPAGE);
-	for (int i = 0; i < NR; i++)
-		ksm_fill_page(p + i * page_size, ID_BASE + i);
-	if (madvise(p, NR * page_size, MADV_MERGEABLE)) {
-		munmap(p, NR * page_size);
-		return NULL;
-	}
-	return p;
+	return ksm_map_patterns(NR, ID_BASE);
 }
 
 static bool all_merged(void *arg)
