@@ -4,7 +4,8 @@
 # Builds the release flavor of both kernels (identical config), boots them
 # alternately (A B A B ...) under identical QEMU settings with the `bench`
 # plan, then harness/bench_report.py writes out/bench/report.md and
-# out/bench/report.json (medians, min, max, ratio ours/upstream).
+# out/bench/report.json (medians, min, max, ratio ours/upstream) and
+# harness/bench_plot.py the charts beside them (metrics.png, merge_saving.png).
 # Env: QUICK=1 (2 boots each, smaller sizes; default 3 boots each),
 #      BOOTS=n (boots per kernel), TIMEOUT (s per boot),
 #      ONLY="name#1,name#2,..." (only those workloads, by their plan names:
@@ -13,6 +14,7 @@
 #      columns; BENCH_A=upstream BENCH_B=upstream validates the method, the
 #      ratios must come out ~1.0).
 . "$(dirname "$0")/lib.sh"
+"$TOP/harness/deps.sh" plot
 quick=${QUICK:-0}
 [ "$quick" = 1 ] || quick=0
 a=${BENCH_A:-ours}
@@ -20,9 +22,10 @@ b=${BENCH_B:-upstream}
 check_kernel "$a"
 check_kernel "$b"
 boots=${BOOTS:-$([ "$quick" = 1 ] && echo 2 || echo 3)}
-# A boot takes ~1.5 min (QUICK) or ~3 min under TCG; a hung guest must not
+# A boot took ~1.5 min (QUICK) or ~3 min under TCG before the round-two
+# workloads (thrash, sparse, scaling) added minutes; a hung guest must not
 # eat the whole time budget.
-to=${TIMEOUT:-$([ "$quick" = 1 ] && echo 360 || echo 600)}
+to=${TIMEOUT:-$([ "$quick" = 1 ] && echo 720 || echo 1500)}
 bdir=$OUT/bench
 start=$(date +%s)
 rm -rf "$bdir"
@@ -82,6 +85,7 @@ python3 "$TOP/harness/bench_report.py" --base "$(base_version)" --quick "$quick"
 	--build-secs "$build_secs" --boot-secs "$(( $(date +%s) - boot_start ))" \
 	--total-secs "$total" "${runs[@]}"
 rc=$?
+python3 "$TOP/harness/bench_plot.py" "$bdir" >&2 || rc=1
 set -e
-note "bench: report in $bdir/report.md and $bdir/report.json (total $(( $(date +%s) - start ))s)"
+note "bench: report in $bdir/report.md and $bdir/report.json, charts beside them (total $(( $(date +%s) - start ))s)"
 exit $rc

@@ -64,6 +64,32 @@ METRICS = [
     ("estimate_cpu_vs_merge", "ratio", "lower", "estimate", None,
      "ours only: estimate-mode ksmd CPU over merge-mode ksmd CPU for the "
      "same 3 full scans (goal: <= 1)"),
+    ("thrash_cow_faults", "faults/s", "lower", "thrash", 0.3,
+     "4 processes with the same memory, merged; then each rewrites a random "
+     "20% of its pages every 2 s and restores the ones of the round before: "
+     "COW faults on KSM pages (vmstat cow_ksm) per second"),
+    ("thrash_ksmd_cpu", "%", "lower", "thrash", 0.5,
+     "ksmd CPU % during the thrash workload"),
+    ("thrash_saving", "MiB", "higher", "thrash", 0.9,
+     "average saving (pages_sharing + ksm_zero_pages) during the thrash "
+     "workload"),
+    ("sparse_scan_cpu", "s/scan", "lower", "sparse", 0.5,
+     "ksmd CPU of one full scan of a huge MAP_NORESERVE mergeable mapping "
+     "with a little memory touched in 2 MiB islands (sizes: sparse=[GiB MiB])"),
+    ("sparse_unmerge_time", "s", "lower", "sparse", 0.05,
+     "MADV_UNMERGEABLE over the whole sparse mapping"),
+    ("unique_scan_ns_per_page_smallest", "ns/page", "lower", "scaling", 1.0,
+     "ksmd CPU per page of a full scan of unique pages (smart_scan=0), "
+     "smallest size of scaling=[...]"),
+    ("unique_scan_ns_per_page_largest", "ns/page", "lower", "scaling", 1.0,
+     "the same at the largest size (16x the smallest)"),
+    ("unique_scan_growth", "ratio", "lower", "scaling", None,
+     "per-page cost at the largest size over the smallest (goal: ours <= "
+     "1.3, a log n tree)"),
+    ("floor_ratio", "ratio", "lower", "merge_throughput", None,
+     "ksmd CPU ns per merged page of merge_throughput over the floor, a "
+     "user program in the same guest that xxh64-hashes every page and "
+     "memcmps every duplicate once (goal: ours <= 3)"),
 ]
 # Rows only our kernel has: upstream boots give no value and owe none.
 OURS_ONLY = {"estimate_accuracy", "estimate_scan_cpu", "estimate_cpu_vs_merge"}

@@ -6,6 +6,7 @@
 #
 # Usage: deps.sh          what every target needs (make test, run, ...)
 #        deps.sh fresh    what `make fresh-check` needs on the host
+#        deps.sh plot     what the pictures of make run and make bench need
 #
 # Everything not listed comes with a Debian minbase (Essential/required):
 # bash, coreutils (timeout, truncate, tail, sha1sum, nproc, whoami, ...),
@@ -50,8 +51,14 @@ fresh)
 	CMDS="debootstrap chroot mount umount git"
 	FILES=""
 	;;
+plot)
+	# gnuplot-nox: out/run/saving.png (make run), the make bench charts
+	PKGS="gnuplot-nox"
+	CMDS="gnuplot"
+	FILES=""
+	;;
 *)
-	die "deps.sh: unknown mode '$mode' (use harness or fresh)"
+	die "deps.sh: unknown mode '$mode' (use harness, fresh or plot)"
 	;;
 esac
 

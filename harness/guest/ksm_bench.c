@@ -12,6 +12,10 @@
  *                                    pages after a fixed budget of full scans
  *   ksm_bench advisor MIB SECONDS    advisor_mode=scan-time over a candidate
  *                                    set that grows, then shrinks
+ *   ksm_bench estimate MIB           estimate mode against merging (ours)
+ *   ksm_bench thrash K MIB SECONDS   merged pages rewritten, restored, again
+ *   ksm_bench sparse GIB MIB         MIB MiB in 2 MiB islands over GIB GiB
+ *   ksm_bench scaling MIB MIB...     unique-scan CPU per page at each size
  *
  * Results are lines "BENCH <metric> <value> <unit>"; context lines start with
  * "BENCHINFO". The exit status is 0 when the workload completed, 1 when it
@@ -38,6 +42,7 @@ static long page_size;
 static long hz;
 static struct ksm_knobs saved;
 static pid_t kids[16];
+static int kids_go[16];		/* thrash: the "go" pipe of each kid */
 static int nkids;
 
 static void __attribute__((format(printf, 1, 2)))
@@ -371,6 +376,315 @@ static long tracked_pages(void)
 	       ksm_read("pages_unshared") + ksm_read("pages_volatile");
 }
 
+/* A counter of /proc/vmstat, -1 if it has none. */
+static long vmstat(const char *name)
+{
+	char line[128], key[64];
+	long v, ret = -1;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %ld", key, &v) == 2 && !strcmp(key, name))
+			ret = v;
+	fclose(f);
+	return ret;
+}
+
+static uint64_t rnd64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/*
+ * Thrash: K processes with the same MIB MiB.  Once it is merged, every
+ * 2 s each process writes its own data over a random 20% of its pages and
+ * puts the common content back on the pages it wrote the round before (a
+ * guest that frees and reuses pages: they keep becoming mergeable again
+ * and being written again).  Over SECONDS: COW faults on KSM pages per
+ * second (vmstat cow_ksm), ksmd CPU % and the average saving.
+ */
+static void bench_thrash(long k, long mib, long seconds)
+{
+	long n = mib * 1048576 / page_size, i, samples = 0;
+	double t0, c0, sum = 0, c;
+	long cow0, cow1;
+
+	if (vmstat("cow_ksm") < 0)
+		fail("no cow_ksm in /proc/vmstat");
+	ksm_write("run", 0);
+	knobs(1000, 20, 1);
+	for (i = 0; i < k; i++) {
+		int ready[2], go[2];
+		pid_t pid;
+		char ch = 0;
+
+		if (pipe(ready) || pipe(go))
+			fail("pipe");
+		pid = fork();
+		if (pid < 0)
+			fail("fork");
+		if (!pid) {
+			char *p = map_pages(n);
+			unsigned char *dirty = calloc(n, 1);
+			uint64_t rng = 12345 + i, round;
+
+			if (!dirty)
+				_exit(2);
+			close(go[1]);
+			for (long j = 0; j < n; j++)
+				fill_page(p + j * page_size, 80000000 + j);
+			mergeable(p, n);
+			if (write(ready[1], &ch, 1) != 1)
+				_exit(4);
+			/* the parent says go once everything is merged */
+			if (read(go[0], &ch, 1) != 1)
+				_exit(5);
+			for (round = 1;; round++) {
+				for (long j = 0; j < n; j++)
+					if (dirty[j]) {
+						fill_page(p + j * page_size,
+							  80000000 + j);
+						dirty[j] = 0;
+					}
+				for (long j = 0; j < n; j++)
+					if (rnd64(&rng) % 5 == 0) {
+						*(volatile uint64_t *)(p + j * page_size) =
+							((uint64_t)getpid() << 32) + round;
+						dirty[j] = 1;
+					}
+				usleep(2000000);
+			}
+		}
+		close(ready[1]);
+		close(go[0]);
+		kids[nkids++] = pid;
+		kids_go[nkids - 1] = go[1];
+		if (read(ready[0], &ch, 1) != 1)
+			fail("workload process %d died while setting up", pid);
+		close(ready[0]);
+	}
+	ksm_write("run", 1);
+	wait_merged(n, (k - 1) * n, 300);
+	bench_info("thrash: %ld procs x %ld pages merged; each now rewrites 20%% every 2 s",
+		   k, n);
+	for (i = 0; i < nkids; i++)
+		if (write(kids_go[i], "g", 1) != 1)
+			fail("cannot start process %d", kids[i]);
+	t0 = ksm_now();
+	c0 = ksmd_cpu();
+	cow0 = vmstat("cow_ksm");
+	while (ksm_now() - t0 < seconds) {
+		usleep(500000);
+		sum += nmerged() + (ksm_read("ksm_zero_pages") > 0 ?
+				    ksm_read("ksm_zero_pages") : 0);
+		samples++;
+	}
+	c = ksmd_cpu() - c0;
+	cow1 = vmstat("cow_ksm");
+	t0 = ksm_now() - t0;
+	bench_info("thrash: %.1f s: %ld cow_ksm faults, ksmd %.2f s CPU, average %.0f pages saved of %ld at the start",
+		   t0, cow1 - cow0, c, sum / samples, (k - 1) * n);
+	result("thrash_cow_faults", (cow1 - cow0) / t0, "faults/s");
+	result("thrash_ksmd_cpu", 100.0 * c / t0, "%");
+	result("thrash_saving", sum / samples * page_size / 1048576.0, "MiB");
+	finish(1);
+}
+
+/*
+ * Sparse: a GIB GiB MAP_NORESERVE mergeable mapping, with MIB MiB touched
+ * in 2 MiB islands spread evenly over it (pairs of islands identical, so
+ * there is merged memory to unmerge).  One full scan's time and ksmd CPU,
+ * then the time of MADV_UNMERGEABLE over the whole mapping.
+ */
+static void bench_sparse(long gib, long mib)
+{
+	size_t len = (size_t)gib << 30, island = 2UL << 20;
+	long nisl = mib / 2, per = island / page_size, i, j;
+	size_t gap = len / nisl;
+	double cpu, wall, t;
+	char *p;
+
+	ksm_write("run", 0);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		fail("mmap %ld GiB: %s", gib, strerror(errno));
+	madvise(p, len, MADV_NOHUGEPAGE);
+	for (i = 0; i < nisl; i++)
+		for (j = 0; j < per; j++)
+			fill_page(p + i * gap + j * page_size,
+				  90000000 + (i / 2) * per + j);
+	mergeable(p, len / page_size);
+	knobs(set_pages_to_scan_max(), 0, 0);
+	ksm_write("run", 1);
+	wait_merged(nisl / 2 * per, nisl / 2 * per, 600);
+	cpu = cpu_over_scans(1, 600, &wall);
+	bench_info("sparse: %ld GiB mapping, %ld islands of 2 MiB (%ld MiB): one full scan %.3f s wall, %.3f s ksmd CPU",
+		   gib, nisl, mib, wall, cpu);
+	result("sparse_scan_cpu", cpu, "s/scan");
+	ksm_write("run", 0);
+	t = ksm_now();
+	if (madvise(p, len, MADV_UNMERGEABLE))
+		fail("MADV_UNMERGEABLE: %s", strerror(errno));
+	t = ksm_now() - t;
+	bench_info("sparse: MADV_UNMERGEABLE of %ld GiB: %.3f s", gib, t);
+	result("sparse_unmerge_time", t, "s");
+	munmap(p, len);
+	finish(1);
+}
+
+/*
+ * Scaling: ksmd CPU per page of a full scan of unique pages (smart_scan=0)
+ * at each size in MIB..., and the growth from the smallest to the largest.
+ */
+static void bench_scaling(int nsizes, char **sizes)
+{
+	double first = 0, pp = 0, cpu, wall;
+
+	for (int s = 0; s < nsizes; s++) {
+		long mib = atol(sizes[s]), n = mib * 1048576 / page_size;
+
+		ksm_write("run", 0);
+		spawn(n, (2ULL << 30) + s * (1ULL << 28), 1, 0);
+		knobs(n / 4 > 100 ? n / 4 : 100, 0, 0);
+		ksm_write("run", 1);
+		wait_scans_or_fail(2, 600);
+		cpu = cpu_over_scans(2, 600, &wall);
+		pp = cpu / 2 / n * 1e9;
+		bench_info("scaling: %ld MiB unique: %.3f s CPU per full scan, %.0f ns per page",
+			   mib, cpu / 2, pp);
+		/* the report's rows name the sizes by rank, QUICK has others */
+		if (!s || s == nsizes - 1)
+			result(s ? "unique_scan_ns_per_page_largest" :
+				   "unique_scan_ns_per_page_smallest", pp,
+			       "ns/page");
+		if (!s)
+			first = pp;
+		kill_kids();
+		if (!ksm_settle(120))
+			fail("pages left shared");
+	}
+	if (first > 0)
+		result("unique_scan_growth", pp / first, "ratio");
+	finish(1);
+}
+
+/* XXH64 (the public algorithm), for the floor: what any dedup must do. */
+#define XP1 0x9E3779B185EBCA87ULL
+#define XP2 0xC2B2AE3D27D4EB4FULL
+#define XP3 0x165667B19E3779F9ULL
+#define XP4 0x85EBCA77C2B2AE63ULL
+#define XP5 0x27D4EB2F165667C5ULL
+
+static inline uint64_t rotl64(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t xround(uint64_t acc, uint64_t in)
+{
+	return rotl64(acc + in * XP2, 31) * XP1;
+}
+
+static inline uint64_t xmerge(uint64_t h, uint64_t v)
+{
+	return (h ^ xround(0, v)) * XP1 + XP4;
+}
+
+/* XXH64 of a page (a multiple of 32 bytes), seed 0. */
+static uint64_t xxh64_page(const void *buf, size_t len)
+{
+	const uint64_t *w = buf;
+	uint64_t v1 = XP1 + XP2, v2 = XP2, v3 = 0, v4 = -XP1, h;
+
+	for (size_t i = 0; i < len / 8; i += 4) {
+		v1 = xround(v1, w[i]);
+		v2 = xround(v2, w[i + 1]);
+		v3 = xround(v3, w[i + 2]);
+		v4 = xround(v4, w[i + 3]);
+	}
+	h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+	h = xmerge(xmerge(xmerge(xmerge(h, v1), v2), v3), v4);
+	h += len;
+	h ^= h >> 33;
+	h *= XP2;
+	h ^= h >> 29;
+	h *= XP3;
+	return h ^ (h >> 32);
+}
+
+/*
+ * The floor of the merge workload: K copies of N pages, each page hashed
+ * once and each duplicate compared once with its first copy.  ns per
+ * merged page ((K - 1) N of them).
+ */
+static double merge_floor_ns(long k, long n)
+{
+	char *a = map_pages(n), *b = map_pages(n);
+	volatile uint64_t sink = 0;
+	double t;
+	long i, r;
+
+	for (i = 0; i < n; i++) {
+		fill_page(a + i * page_size, 1000 + i);
+		fill_page(b + i * page_size, 1000 + i);
+	}
+	t = ksm_now();
+	for (i = 0; i < n; i++)
+		sink += xxh64_page(a + i * page_size, page_size);
+	for (r = 1; r < k; r++)
+		for (i = 0; i < n; i++) {
+			sink += xxh64_page(b + i * page_size, page_size);
+			sink += !memcmp(a + i * page_size, b + i * page_size,
+					page_size);
+		}
+	t = ksm_now() - t;
+	munmap(a, n * page_size);
+	munmap(b, n * page_size);
+	(void)sink;
+	return t / ((k - 1) * n) * 1e9;
+}
+
+#define SERIES_MAX	4096
+
+/*
+ * wait_merged() that also keeps the saving over time, printed after the
+ * measurement (a console line per sample would cost the guest CPU while
+ * it is being timed): the "saved MiB over time" chart of make bench.
+ */
+static double wait_merged_series(long shared, long sharing, double timeout_s)
+{
+	static float st[SERIES_MAX], sv[SERIES_MAX];
+	double t0 = ksm_now(), t, last = -1;
+	int ns = 0;
+
+	while (ksm_read("pages_shared") < shared || nmerged() < sharing) {
+		t = ksm_now() - t0;
+		if (t > timeout_s)
+			fail("not merged within %.0f s (want shared>=%ld sharing>=%ld)",
+			     timeout_s, shared, sharing);
+		/* poll as wait_merged() does; keep a sample every 20 ms */
+		if (ns < SERIES_MAX && t - last >= 0.02) {
+			last = t;
+			st[ns] = t;
+			sv[ns++] = nmerged() * (double)page_size / 1048576;
+		}
+		usleep(2000);
+	}
+	t = ksm_now() - t0;
+	for (int i = 0; i < ns; i++)
+		bench_info("series merge t=%.3f saved_mib=%.2f", st[i], sv[i]);
+	bench_info("series merge t=%.3f saved_mib=%.2f", t,
+		   nmerged() * (double)page_size / 1048576);
+	return t;
+}
+
 /* K processes x MIB MiB of identical content, merged flat out. */
 static void bench_merge(long k, long mib)
 {
@@ -384,12 +698,20 @@ static void bench_merge(long k, long mib)
 	knobs(pts, 0, -1);
 	c0 = ksmd_cpu();
 	ksm_write("run", 1);
-	t = wait_merged(n, (k - 1) * n, 180);
+	t = wait_merged_series(n, (k - 1) * n, 180);
 	c = ksmd_cpu() - c0;
 	bench_info("merge %ld procs x %ld MiB (%ld pages each), pages_to_scan=%ld sleep=0: %.3f s, ksmd %.2f s CPU",
 		   k, mib, n, pts, t, c);
 	result("merge_throughput", k * mib / t, "MiB/s");
 	result("merge_ksmd_cpu_per_mib", c / (k * mib) * 1000, "ms/MiB");
+	if (!*metric_suffix) {
+		/* merged: the workload's pages are no longer resident twice */
+		double floor = merge_floor_ns(k, n);
+
+		bench_info("floor: hash every page, compare every duplicate: %.0f ns per merged page; ksmd %.0f ns",
+			   floor, c / ((k - 1) * n) * 1e9);
+		result("floor_ratio", c / ((k - 1) * n) * 1e9 / floor, "ratio");
+	}
 	finish(1);
 }
 
@@ -663,7 +985,13 @@ int main(int argc, char **argv)
 		bench_advisor(atol(argv[2]), atol(argv[3]));
 	if (argc == 3 && !strcmp(argv[1], "estimate"))
 		bench_estimate(atol(argv[2]));
-	fprintf(stderr, "usage: ksm_bench merge K MIB | unique MIB SMART WARM SCANS [R] | largetree P D [R] | mixed MIB | advisor MIB SECONDS | estimate MIB\n");
+	if (argc == 5 && !strcmp(argv[1], "thrash"))
+		bench_thrash(atol(argv[2]), atol(argv[3]), atol(argv[4]));
+	if (argc == 4 && !strcmp(argv[1], "sparse"))
+		bench_sparse(atol(argv[2]), atol(argv[3]));
+	if (argc >= 4 && !strcmp(argv[1], "scaling"))
+		bench_scaling(argc - 2, argv + 2);
+	fprintf(stderr, "usage: ksm_bench merge K MIB | unique MIB SMART WARM SCANS [R] | largetree P D [R] | mixed MIB | advisor MIB SECONDS | estimate MIB | thrash K MIB SECONDS | sparse GIB MIB | scaling MIB MIB...\n");
 	ksm_restore(&saved);
 	return 2;
 }

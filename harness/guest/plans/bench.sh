@@ -13,6 +13,9 @@ if [ "$(arg quick)" = 1 ]; then
 	LTREE="40000 10000"	# distinct stable pages, new duplicates
 	MIXED=32		# MiB per process (2 processes)
 	ADVISOR="32 10"		# MiB at the peak, seconds
+	THRASH="4 32 16"	# K processes x M MiB, seconds of rewriting
+	SPARSE="64 32"		# GiB mapped, MiB touched in 2 MiB islands
+	SCALING="16 64 256"	# MiB of unique pages, 16x apart
 else
 	REPS=3
 	KT_REPS=2
@@ -21,9 +24,12 @@ else
 	LTREE="120000 30000"
 	MIXED=64
 	ADVISOR="64 30"
+	THRASH="4 64 30"
+	SPARSE="256 64"
+	SCALING="64 256 1024"
 fi
 KT_MIB=100			# ksm_tests -P/-H/-D -s, as the issue asks
-echo "@@KSMT note bench quick=$(arg quick) boot=$(arg boot) reps=$REPS merge=[$MERGE] ksm_tests_mib=$KT_MIB unique=$UNIQ largetree=[$LTREE] mixed=$MIXED advisor=[$ADVISOR]"
+echo "@@KSMT note bench quick=$(arg quick) boot=$(arg boot) reps=$REPS merge=[$MERGE] ksm_tests_mib=$KT_MIB unique=$UNIQ largetree=[$LTREE] mixed=$MIXED advisor=[$ADVISOR] thrash=[$THRASH] sparse=[$SPARSE] scaling=[$SCALING]"
 
 # rep N NAME TIMEOUT CMD...: run CMD N times as NAME#1..NAME#N
 rep() {
@@ -54,4 +60,8 @@ rep $REPS merge_throughput_domains2 300 env KSM_BENCH_DOMAINS=2 ksm_bench merge 
 ksmt_run unique_scan_cpu_domains2 400 env KSM_BENCH_DOMAINS=2 ksm_bench unique $UNIQ 0 3 5 $REPS
 # Estimate mode (ours only): the estimate against what merging achieves.
 ksmt_run estimate 600 ksm_bench estimate $MIXED
+# Round two: where KSM hurts in production.
+ksmt_run thrash 600 ksm_bench thrash $THRASH
+ksmt_run sparse 900 ksm_bench sparse $SPARSE
+ksmt_run scaling 900 ksm_bench scaling $SCALING
 }
