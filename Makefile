@@ -2,7 +2,8 @@
 # KSM for Linux 6.12: the one entry point. See README.md.
 #
 #   make test     debug kernel (ours): conformance + our selftests + torture slice
-#   make run      release kernel (ours): the KSM demonstration
+#   make run      release kernel (ours): the KSM demonstration, streamed, and
+#                 out/run/saving.png (KERNEL=upstream; COMPARE=1 runs both)
 #   make shell    interactive guest shell
 #   make image    build one kernel; last line is the bzImage path
 #   make stress   torture suite (DURATION=600 SEED=...)
@@ -17,7 +18,7 @@
 KERNEL ?= ours
 H := harness
 
-export KERNEL ONLY DURATION SEED SCENARIOS TIMEOUT KVM RETRY QUICK FRESH_REUSE
+export KERNEL ONLY DURATION SEED SCENARIOS TIMEOUT KVM RETRY QUICK FRESH_REUSE COMPARE VMS
 
 .PHONY: help deps image initramfs test conformance run shell stress bench \
 	patches check-style fresh-check clean
@@ -41,7 +42,7 @@ conformance: deps
 	@FLAVOR=$(or $(FLAVOR),debug) $(H)/run.sh conformance
 
 run: deps
-	@FLAVOR=$(or $(FLAVOR),release) $(H)/run.sh demo
+	@$(H)/demo.sh
 
 shell: deps
 	@FLAVOR=$(or $(FLAVOR),release) INTERACTIVE=1 $(H)/shell.sh

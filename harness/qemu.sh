@@ -43,9 +43,10 @@ to=${TIMEOUT:-1800}
 # host is busy made QEMU stall the guest's UART for good (the guest then
 # blocks in a tty write, silently).  Progress is followed from the file.
 : >"$log"
-tail -n +1 -F "$log" 2>/dev/null |
-	grep --line-buffered -E '^@@KSMT (begin|end|boot|note|retry)|\] (BUG|WARNING|Oops|Kernel panic|KASAN|.*lockdep|.*circular locking)' |
-	sed -u 's/^@@KSMT /  guest: /' >&2 &
+# STREAM=1 (make run) shows every line the tests print, not only progress.
+stream=()
+[ "${STREAM:-0}" = 1 ] && stream=(--all)
+tail -n +1 -F "$log" 2>/dev/null | python3 -u "$TOP/harness/stream.py" "${stream[@]}" &
 set +e
 timeout -k 15 "$to" "${qemu[@]}" -serial "file:$log" -monitor none </dev/null 2>"$rundir/qemu.err"
 rc=$?

@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build what a plan needs, boot it, report.
-# Usage: run.sh PLAN   (env: KERNEL, FLAVOR, TIMEOUT, ONLY, DURATION, SEED)
+# Usage: run.sh PLAN   (env: KERNEL, FLAVOR, TIMEOUT, ONLY, DURATION, SEED,
+#                     VMS=1: the demo's QEMU act)
 . "$(dirname "$0")/lib.sh"
 plan=$1
 kernel=${KERNEL:-ours}
@@ -18,6 +19,16 @@ initrd=$(flock "$OUT/locks/guest" "$TOP/harness/guest.sh" | tail -n 1)
 rundir=$OUT/runs/$kernel-$flavor-$plan
 rm -rf "$rundir"
 mkdir -p "$rundir"
+acts=
+if [ "$plan" = demo ] && [ "${VMS:-0}" = 1 ]; then
+	# Real QEMU guests inside the test guest: QEMU and a nested kernel
+	# appended to the initramfs (the kernel unpacks both archives).
+	note "adding QEMU and a nested guest to the initramfs (VMS=1)"
+	vmsarc=$("$TOP/harness/vms.sh" "$kimg" | tail -n 1)
+	cat "$initrd" "$vmsarc" >"$rundir/initramfs.cpio.gz"
+	initrd=$rundir/initramfs.cpio.gz
+	acts=workers,vms,qemu
+fi
 seed=${SEED:-}
 if [ "$plan" = test ] || [ "$plan" = stress ]; then
 	[ -n "$seed" ] && [ "$seed" != 0 ] || seed=$(( $(date +%s) % 1000000 + 1 ))
@@ -36,7 +47,7 @@ note "booting $kernel-$flavor (base $(base_version)), plan $plan${seed:+, seed $
 start=$(date +%s)
 set +e
 TIMEOUT=${TIMEOUT:-2400} "$TOP/harness/qemu.sh" "$kimg" "$initrd" "$rundir" "$plan" \
-	"only=$only" "duration=${DURATION:-}" "seed=$seed" "retry=${RETRY:-1}" "scen=${SCENARIOS:-}" "kernel=$kernel"
+	"only=$only" "duration=${DURATION:-}" "seed=$seed" "retry=${RETRY:-1}" "scen=${SCENARIOS:-}" "kernel=$kernel" "acts=$acts"
 qrc=$?
 set -e
 note "guest ran $(( $(date +%s) - start ))s; console log: $rundir/console.log"
