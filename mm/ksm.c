@@ -580,9 +580,14 @@ static bool item_take_skip(struct ksm_rmap_item *item)
 /* A thrash back-off visit of @item: no read, no tree, no merge. */
 static bool item_sits_out(struct ksm_rmap_item *item)
 {
-	if (!(item->address & ITEM_THRASH) || !ksm_smart_scan || ksm_estimate)
+	if (!(item->address & ITEM_THRASH))
 		return false;
-	return item_take_skip(item);
+	/* Estimate mode sees every page: a back-off left over ends. */
+	if (ksm_estimate) {
+		item->address &= ~(ITEM_THRASH | ITEM_AGE_MASK | ITEM_SKIP_MASK);
+		return false;
+	}
+	return ksm_smart_scan && item_take_skip(item);
 }
 
 /* An unmerged visit after the sit-out: the thrash level wears off. */
@@ -3266,7 +3271,8 @@ static void slot_forget_keys(struct ksm_mm_slot *slot)
 	for (item = slot->rmap_list; item; item = item->rmap_list) {
 		remove_item_from_tree(item);
 		item->hash = 0;
-		item_reset_age(item);
+		/* our own unmerge is no thrash: no back-off comes of it */
+		item->address &= ~(ITEM_THRASH | ITEM_AGE_MASK | ITEM_SKIP_MASK);
 		cond_resched();
 	}
 }
