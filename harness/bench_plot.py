@@ -64,10 +64,12 @@ def metrics_chart(rep, bdir, png):
             f.write('\n\n')
     for i, m in enumerate(rows):
         ratio = ('  %.2fx' % m['ratio']) if m['ratio'] is not None else ''
-        title = '%s (%s, %s is better)%s' % (m['name'], m['unit'],
-                                             m['better'], ratio)
+        # the name and ratio on top, unit and direction beside the axis
+        title = m['name'] + ratio
         lines += [
             "set title '%s' font 'sans,9'" % title.replace("'", ''),
+            "set ylabel '%s, %s is better' font 'sans,8'" % (
+                m['unit'].replace("'", ''), m['better']),
             "plot '%s' index %d using 1:2:($1 == 0 ? 0x%s : 0x%s) "
             "with boxes lc rgb variable, '' index %d using 1:2:3:4 "
             "with yerrorbars lc rgb 'black' pt 0" % (
