@@ -13,12 +13,12 @@
 #                 a new minimal root (FRESH_REUSE=1 reuses it); not part of CI
 #
 # Variables: KERNEL=ours|upstream  FLAVOR=release|debug  ONLY="t1 t2"
-#            DURATION=s  SEED=n  SCENARIOS=a,b (stress)  TIMEOUT=s  KVM=1 (default: TCG)
+#            DURATION=s  SEED=n  SCENARIOS=a,b OPS_OFF=op,op (stress)  TIMEOUT=s  KVM=1 (default: TCG)
 
 KERNEL ?= ours
 H := harness
 
-export KERNEL ONLY DURATION SEED SCENARIOS TIMEOUT KVM RETRY QUICK FRESH_REUSE COMPARE VMS
+export KERNEL ONLY DURATION SEED SCENARIOS OPS_OFF TIMEOUT KVM RETRY QUICK FRESH_REUSE COMPARE VMS
 
 .PHONY: help deps image initramfs test conformance run shell stress bench \
 	patches check-style fresh-check clean

@@ -47,7 +47,7 @@ note "booting $kernel-$flavor (base $(base_version)), plan $plan${seed:+, seed $
 start=$(date +%s)
 set +e
 TIMEOUT=${TIMEOUT:-2400} "$TOP/harness/qemu.sh" "$kimg" "$initrd" "$rundir" "$plan" \
-	"only=$only" "duration=${DURATION:-}" "seed=$seed" "retry=${RETRY:-1}" "scen=${SCENARIOS:-}" "kernel=$kernel" "acts=$acts"
+	"only=$only" "duration=${DURATION:-}" "seed=$seed" "retry=${RETRY:-1}" "scen=${SCENARIOS:-}" "opsoff=${OPS_OFF:-}" "kernel=$kernel" "acts=$acts"
 qrc=$?
 set -e
 note "guest ran $(( $(date +%s) - start ))s; console log: $rundir/console.log"

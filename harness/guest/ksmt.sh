@@ -138,6 +138,7 @@ RETRY=$(arg retry)
 DURATION=$(arg duration)
 SEED=$(arg seed)
 SCEN=$(arg scen)
+OPSOFF=$(arg opsoff)
 # Upstream 6.12 lets ksm_zero_pages drift on fork (dup_mm() copies the
 # parent's count before dup_mmap() locks the parent); ours counts under the
 # lock.  The torture suite reports that drift as XFAIL on upstream only.

@@ -324,9 +324,12 @@ struct worker {
 static struct worker W;
 static char dio_path[NR_THREADS][256];
 
+/* -x: ops taken out of every scenario, to bisect a failure */
+static uint64_t ops_off;
+
 static bool enabled(enum op op)
 {
-	return W.sc->ops & B(op);
+	return W.sc->ops & ~ops_off & B(op);
 }
 
 /* Long report formats, kept whole on one line so they can be grepped for. */
@@ -2447,10 +2450,35 @@ static bool scen_listed(const char *list, const char *name)
 	return false;
 }
 
+/* "free,thp" -> the bits of those ops; an unknown name is fatal. */
+static uint64_t parse_ops(const char *list)
+{
+	uint64_t mask = 0;
+	int o;
+
+	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		for (o = 0; o < NR_OPS; o++) {
+			size_t n = strlen(op_names[o]);
+
+			if (!strncmp(p, op_names[o], n) &&
+			    (p[n] == ',' || !p[n]))
+				break;
+		}
+		if (o == NR_OPS)
+			ksft_exit_fail_msg("-x: unknown op in '%s'\n", p);
+		mask |= B(o);
+	}
+	/* the base ops are what every check relies on */
+	if (mask & BASE_OPS)
+		ksft_exit_fail_msg("-x: write, touch, volatile and verify stay\n");
+	return mask;
+}
+
 static void print_usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s -d SECONDS [-s SEED] [-o SCENARIO,...] [-v] [-z]\n"
+	fprintf(stderr, "usage: %s -d SECONDS [-s SEED] [-o SCENARIO,...] [-x OP,...] [-v] [-z]\n"
 		"  -o  run only the listed scenarios\n"
+		"  -x  leave the listed ops out of every scenario\n"
 		"  -v  verbose\n"
 		"  -z  a ksm_zero_pages drift is XFAIL, not FAIL\n", prog);
 	exit(KSFT_FAIL);
@@ -2481,7 +2509,7 @@ int main(int argc, char **argv)
 	if (argc == 4 && !strcmp(argv[1], "--exec-verify"))
 		return exec_verify_main(atoi(argv[2]), atoi(argv[3]));
 
-	while ((opt = getopt(argc, argv, "d:s:o:vzh")) != -1) {
+	while ((opt = getopt(argc, argv, "d:s:o:x:vzh")) != -1) {
 		switch (opt) {
 		case 'd':
 			duration = atof(optarg);
@@ -2497,6 +2525,9 @@ int main(int argc, char **argv)
 			break;
 		case 'z':
 			zero_drift_ok = true;
+			break;
+		case 'x':
+			ops_off = parse_ops(optarg);
 			break;
 		default:
 			print_usage(argv[0]);
@@ -2548,6 +2579,9 @@ int main(int argc, char **argv)
 	sh->compact_ms = -100000;
 
 	ksft_set_plan(NR_SCEN + 4);
+	if (ops_off)
+		ksft_print_msg("ops left out (-x): %#llx\n",
+			       (unsigned long long)ops_off);
 	ksft_print_msg("duration %.0fs, %d workers x %d threads, %d NUMA node(s), swap %s\n",
 		       duration, NR_WORKERS, NR_THREADS, nr_nodes,
 		       have_swap ? "on" : "off");
