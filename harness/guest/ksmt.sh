@@ -144,4 +144,7 @@ OPSOFF=$(arg opsoff)
 # lock.  The torture suite reports that drift as XFAIL on upstream only.
 TORTURE_OPTS=
 [ "$(arg kernel)" = upstream ] && TORTURE_OPTS=-z
+# Which kernel runs: a test may report a known upstream bug as XFAIL there.
+KSMT_KERNEL=$(arg kernel)
+export KSMT_KERNEL
 ksmt_settle

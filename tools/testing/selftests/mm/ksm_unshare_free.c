@@ -40,6 +40,7 @@
 #define WAIT_S		180	/* bound only: TCG under load is slow */
 #define NR		64
 #define ID_BASE		9100
+#define NAME		"unmerged copy kept by a forked child after the parent's MADV_FREE"
 
 static size_t page_size;
 
@@ -147,6 +148,15 @@ int main(void)
 		ksft_exit_fail_msg("cannot reset KSM\n");
 	r = run();
 	ksm_restore(&saved);
-	ksm_report(r, "unmerged copy kept by a forked child after the parent's MADV_FREE");
+	/*
+	 * Upstream 6.12 has the core-mm bug (our patch 0005 fixes it): the
+	 * harness says which kernel runs, and there the loss is expected.
+	 */
+	if (r == KSFT_FAIL && getenv("KSMT_KERNEL") &&
+	    !strcmp(getenv("KSMT_KERNEL"), "upstream"))
+		ksft_test_result_xfail("%s (upstream 6.12 core-mm bug, fixed by patch 0005)\n",
+				       NAME);
+	else
+		ksm_report(r, NAME);
 	ksft_finished();
 }
