@@ -2596,7 +2596,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 	struct ksm_rmap_item *titem;
 	struct folio *kfolio;
 	struct page *tpage;
-	bool skipped;
+	bool skipped, zero;
 	u64 hash, raw;
 	int nid, err;
 
@@ -2647,10 +2647,17 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 			return;
 		}
 	} else {
-		raw = page_hash(page);
+		/*
+		 * Zero first: memchr_inv() stops at the first nonzero byte,
+		 * so any other page costs next to nothing more (one with a
+		 * long zero prefix up to a second read), and a zero page is
+		 * not hashed.
+		 * Estimate mode, which sees zero pages every scan, saves most.
+		 */
+		zero = ksm_use_zero_pages && page_is_zero(page);
+		raw = zero ? zero_hash : page_hash(page);
 		hash = raw ^ ksm_scan.salt;
-		if (ksm_use_zero_pages && raw == zero_hash &&
-		    page_is_zero(page)) {
+		if (zero) {
 			if (ksm_estimate) {
 				item->hash = hash;
 				est_join(item, NULL);
@@ -2734,6 +2741,8 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 		u64 now = page_hash(page) ^ ksm_scan.salt;
 
 		if (now != hash) {
+			/* Our change: the partner goes back for the others. */
+			unstable_tree_walk(titem, tpage, titem->hash, nid, NULL);
 			put_page(tpage);
 			item->hash = now;
 			item_reset_age(item);
@@ -4645,7 +4654,7 @@ static int __init ksm_init(void)
 	ksm_hash_seed = get_random_u64();
 	ksm_salt_mul[0] = get_random_u64() | 1;
 	ksm_salt_mul[1] = get_random_u64() | 1;
-	/* use_zero_pages compares page hashes against this one first. */
+	/* The key of a zero page, which use_zero_pages does not hash. */
 	zero_hash = page_hash(ZERO_PAGE(0));
 
 	rmap_item_cache = ksm_cache("ksm_rmap_item",
