@@ -437,6 +437,24 @@ static inline bool ksm_check_page(const char *p, uint64_t id, const char *what,
 	return true;
 }
 
+/* How many of the @n pages at @p do not hold patterns @id, @id + 1, ... */
+static inline int ksm_check_patterns(const char *p, size_t n, uint64_t id,
+				     const char *what)
+{
+	size_t ps = sysconf(_SC_PAGESIZE);
+	int bad = 0;
+
+	for (size_t i = 0; i < n; i++)
+		bad += !ksm_check_page(p + i * ps, id + i, what, i);
+	return bad;
+}
+
+/* At least @arg (a long *) pages of ours are mapped to KSM pages. */
+static inline bool ksm_self_merging_reached(void *arg)
+{
+	return ksm_self_merging() >= *(long *)arg;
+}
+
 /* ---- kernel log watch: no WARNING/BUG/KASAN splat while we run ---- */
 
 /* /dev/kmsg positioned at its end, or -1 when it cannot be opened. */

@@ -31,25 +31,15 @@ static char *area(void)
 	return ksm_map_patterns(NR, ID_BASE);
 }
 
-static bool all_merged(void *arg)
-{
-	(void)arg;
-	return ksm_self_merging() >= 2 * NR;
-}
-
 static int verify(const char *a, const char *what)
 {
-	int bad = 0;
-
-	for (int i = 0; i < NR; i++)
-		bad += !ksm_check_page(a + i * page_size, ID_BASE + i, what, i);
-	return bad;
+	return ksm_check_patterns(a, NR, ID_BASE, what);
 }
 
 int main(void)
 {
 	struct ksm_knobs saved;
-	long skipped0;
+	long skipped0, want = 2 * NR;
 	char *a, *b;
 	int bad = 0;
 
@@ -90,7 +80,7 @@ int main(void)
 		ksm_restore(&saved);
 		ksft_exit_fail_msg("second area: %s\n", strerror(errno));
 	}
-	if (!ksm_wait_for(all_merged, NULL, WAIT_S)) {
+	if (!ksm_wait_for(ksm_self_merging_reached, &want, WAIT_S)) {
 		ksft_print_msg("ksm_merging_pages %ld after %d s, want %d\n",
 			       ksm_self_merging(), WAIT_S, 2 * NR);
 		bad++;

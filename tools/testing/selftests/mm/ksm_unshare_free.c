@@ -44,19 +44,9 @@
 
 static size_t page_size;
 
-static bool both_merged(void *arg)
-{
-	(void)arg;
-	return ksm_self_merging() >= 2 * NR;
-}
-
 static int verify(const char *a, const char *what)
 {
-	int bad = 0;
-
-	for (int i = 0; i < NR; i++)
-		bad += !ksm_check_page(a + i * page_size, ID_BASE + i, what, i);
-	return bad;
+	return ksm_check_patterns(a, NR, ID_BASE, what);
 }
 
 /* The child: wait for the parent to let go, page the area out, check it. */
@@ -78,6 +68,7 @@ static int child_main(char *a, int rfd)
 
 static int run(void)
 {
+	long want = 2 * NR;
 	int pfd[2], status;
 	char *a, *b;
 	pid_t pid;
@@ -88,7 +79,7 @@ static int run(void)
 		ksft_print_msg("mmap: %s\n", strerror(errno));
 		return KSFT_FAIL;
 	}
-	if (!ksm_wait_for(both_merged, NULL, WAIT_S)) {
+	if (!ksm_wait_for(ksm_self_merging_reached, &want, WAIT_S)) {
 		ksft_print_msg("areas did not merge in %d s (merging %ld)\n",
 			       WAIT_S, ksm_self_merging());
 		return KSFT_FAIL;
