@@ -649,6 +649,9 @@ static void mremap_failed(enum op op, int err, struct region *r)
 	if (err == EFAULT && count_vmas(r->addr, r->n * ps, false) > 1)
 		return op_skip(op, err);
 	op_error(op, err, "mremap");
+	/* the region as the model has it, then what is mapped there */
+	ksft_print_msg("  region %p-%p (%zu pages%s)\n", r->addr,
+		       r->addr + r->n * ps, r->n, r->thp ? ", THP" : "");
 	count_vmas(r->addr, r->n * ps, true);
 }
 
