@@ -621,7 +621,8 @@ static int count_vmas(char *addr, size_t len, bool print)
 	char line[512];
 	bool in = false;
 	int n = 0;
-	FILE *f = fopen("/proc/self/smaps", "r");
+	/* smaps for the flags to print; maps, far cheaper, just to count */
+	FILE *f = fopen(print ? "/proc/self/smaps" : "/proc/self/maps", "r");
 
 	if (!f)
 		return -1;
@@ -684,15 +685,25 @@ static void do_mremap_move(struct tctx *t, struct region *r)
 	char *dst, *p;
 
 	(void)t;
+	/*
+	 * Split VMAs are a skip, and must be found before the move: with
+	 * MREMAP_FIXED the kernel unmaps dst first and only then looks at
+	 * the source, so once a move failed dst may be free, and another
+	 * thread's new mapping may sit there by the time we could unmap it.
+	 */
+	if (count_vmas(r->addr, len, false) > 1)
+		return op_skip(OP_MREMAP_MOVE, EFAULT);
 	dst = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (dst == MAP_FAILED)
 		return op_error(OP_MREMAP_MOVE, errno, "mmap");
 	p = mremap(r->addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
 	if (p == MAP_FAILED) {
-		int err = errno;
-
-		munmap(dst, len);
-		return mremap_failed(OP_MREMAP_MOVE, err, r);
+		/*
+		 * Not munmap(dst): for the reason above, that could unmap
+		 * another region.  The failure is an error (our VMAs were
+		 * one), and what it leaves at dst is at worst a reservation.
+		 */
+		return mremap_failed(OP_MREMAP_MOVE, errno, r);
 	}
 	r->addr = p;
 	op_done(OP_MREMAP_MOVE);
