@@ -38,7 +38,8 @@
  *         anon_vma lock       (rmap_walk_ksm, collect_procs_ksm, and
  *                             folio_in_scan_domain() under both folios
  *                             of a merge)
- *           page table lock
+ *           page table lock   (under which est_protect_pte() only
+ *                             trylocks a folio)
  *   ksm_mmlist_lock           spinlock, taken last but for the one below
  *                             (also inside the anon_vma lock, by
  *                             vma_in_scan_domain()), never held across
@@ -100,12 +101,14 @@
 #include <linux/numa.h>
 #include <linux/pagewalk.h>
 #include <linux/highmem.h>
+#include <linux/hugetlb.h>
 #include <linux/string.h>
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
 #include <linux/xarray.h>
 #include <linux/capability.h>
 #include <linux/prctl.h>
+#include <linux/userfaultfd_k.h>
 
 #include <asm/tlbflush.h>
 #include "internal.h"
@@ -155,6 +158,13 @@ struct ksm_rmap_item {
 #define ITEM_SKIP_SHIFT		8	/* smart scan: visits left to skip */
 #define ITEM_SKIP_MASK		(7UL << ITEM_SKIP_SHIFT)
 #define ITEM_THRASH		BIT(11)	/* a write broke the last merge soon */
+/*
+ * Only merging sets ITEM_THRASH, so estimate mode has the bit for its
+ * own meaning: the page was write-protected before the read that gave
+ * its hash, see est_protect().  After a change of mode (see
+ * item_bits_mixed()) a pass drops what the other mode left.
+ */
+#define ITEM_EST_WP		ITEM_THRASH
 #define ITEM_FLAGS_MASK		(~PAGE_MASK)
 
 static_assert((ITEM_STATE_MASK | ITEM_SEQ_MASK | ITEM_AGE_MASK |
@@ -229,6 +239,10 @@ struct ksm_cand {
 	unsigned long addr;
 	struct page *page;
 	struct ksm_rmap_item *item;
+	/* Estimate mode (see est_protect()): */
+	bool unwritten;		/* the PTE was read-only and clean */
+	bool protect;		/* it was not, but may be made so */
+	bool wp;		/* it is now: a read of the page holds */
 };
 
 #define KSM_BATCH	32
@@ -331,6 +345,8 @@ static unsigned int ksm_merge_domains;
  */
 static bool ksm_estimate;
 static bool ksm_est_pass_valid;
+/* Until this pass is over, items may hold the other mode's ITEM_THRASH. */
+static unsigned long ksm_bits_mixed_pass;
 static struct rb_root ksm_est_groups = RB_ROOT;
 static struct ksm_est_group ksm_est_zero_group;
 static unsigned long ksm_est_pages_shared;
@@ -483,7 +499,7 @@ static inline bool item_in_unstable_tree(const struct ksm_rmap_item *item)
 /* The page changed: smart scan starts over (a thrash level stays). */
 static inline void item_reset_age(struct ksm_rmap_item *item)
 {
-	if (item->address & ITEM_THRASH)
+	if (!ksm_estimate && (item->address & ITEM_THRASH))
 		item->address &= ~ITEM_SKIP_MASK;
 	else
 		item->address &= ~(ITEM_AGE_MASK | ITEM_SKIP_MASK);
@@ -580,13 +596,9 @@ static bool item_take_skip(struct ksm_rmap_item *item)
 /* A thrash back-off visit of @item: no read, no tree, no merge. */
 static bool item_sits_out(struct ksm_rmap_item *item)
 {
-	if (!(item->address & ITEM_THRASH))
+	/* Estimate mode sees every page (the bit is ITEM_EST_WP there). */
+	if (ksm_estimate || !(item->address & ITEM_THRASH))
 		return false;
-	/* Estimate mode sees every page: a back-off left over ends. */
-	if (ksm_estimate) {
-		item->address &= ~(ITEM_THRASH | ITEM_AGE_MASK | ITEM_SKIP_MASK);
-		return false;
-	}
 	return ksm_smart_scan && item_take_skip(item);
 }
 
@@ -600,6 +612,24 @@ static void item_thrash_decay(struct ksm_rmap_item *item)
 		return;
 	}
 	item->address &= ~(ITEM_THRASH | ITEM_AGE_MASK);
+}
+
+/*
+ * After estimate mode goes on or off, ITEM_THRASH means something else
+ * (ITEM_EST_WP): in the pass under way and the next, every visit drops
+ * the bit, so that by their end each item that is left was visited in the
+ * new mode.  A key rule change in estimate mode (merge_domains) does the
+ * same, since an ITEM_EST_WP hash keeps its old key.
+ */
+static void item_bits_mix(void)
+{
+	lockdep_assert_held(&ksm_thread_mutex);
+	ksm_bits_mixed_pass = ksm_scan.pass + 1;
+}
+
+static inline bool item_bits_mixed(void)
+{
+	return (long)(ksm_scan.pass - ksm_bits_mixed_pass) <= 0;
 }
 
 static inline bool ksm_test_exit(struct mm_struct *mm)
@@ -1232,13 +1262,53 @@ static struct page *pte_candidate(struct vm_area_struct *vma,
 	return page;
 }
 
-static bool collect_page(struct ksm_collect *c, struct page *page,
-			 unsigned long addr)
+/*
+ * Estimate mode: can nobody have written @page, mapped by @ptent in
+ * @vma, since it was made read-only and clean (est_protect())?  A
+ * write through the PTE, GUP for writing included, faults first and
+ * leaves it writable and dirty; a pin, or a TLB entry not yet flushed,
+ * could write unseen; and FOLL_FORCE writes an exclusive page of a
+ * VMA without VM_WRITE with no fault at all.
+ */
+static bool est_pte_unwritten(struct mm_walk *walk, pte_t ptent,
+			      struct page *page)
 {
+	struct folio *folio = page_folio(page);
+
+	return ksm_estimate && (walk->vma->vm_flags & VM_WRITE) &&
+	       !pte_write(ptent) && !pte_dirty(ptent) &&
+	       !pte_protnone(ptent) && !pte_uffd_wp(ptent) &&
+	       !folio_test_large(folio) && PageAnonExclusive(page) &&
+	       !folio_maybe_dma_pinned(folio) &&
+	       !mm_tlb_flush_pending(walk->mm);
+}
+
+/*
+ * Estimate mode: may est_protect() make the writable or dirty PTE @ptent
+ * of @page read-only and clean, so that est_pte_unwritten() holds after?
+ */
+static bool est_pte_protectable(struct mm_walk *walk, pte_t ptent,
+				struct page *page)
+{
+	return ksm_estimate && (walk->vma->vm_flags & VM_WRITE) &&
+	       !userfaultfd_wp(walk->vma) &&
+	       (pte_write(ptent) || pte_dirty(ptent)) &&
+	       !pte_protnone(ptent) && !pte_uffd_wp(ptent) &&
+	       !folio_test_large(page_folio(page)) && PageAnonExclusive(page);
+}
+
+static bool collect_page(struct ksm_collect *c, struct page *page,
+			 unsigned long addr, struct mm_walk *walk, pte_t *ptent)
+{
+	struct ksm_cand *cand = c->cand + c->n;
+
 	if (!folio_try_get(page_folio(page)))
 		return false;
-	c->cand[c->n].addr = addr;
-	c->cand[c->n].page = page;
+	cand->addr = addr;
+	cand->page = page;
+	cand->unwritten = ptent && est_pte_unwritten(walk, *ptent, page);
+	cand->protect = ptent && est_pte_protectable(walk, *ptent, page);
+	cand->wp = cand->unwritten;
 	c->n++;
 	return true;
 }
@@ -1289,7 +1359,8 @@ static int collect_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
 		spin_unlock(ptl);
 		return 0;
 	}
-	collect_page(c, page + ((addr & ~HPAGE_PMD_MASK) >> PAGE_SHIFT), addr);
+	collect_page(c, page + ((addr & ~HPAGE_PMD_MASK) >> PAGE_SHIFT), addr,
+		     walk, NULL);
 	spin_unlock(ptl);
 	c->addr = addr + PAGE_SIZE;
 	return 1;
@@ -1299,7 +1370,8 @@ static int collect_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		       struct mm_walk *walk)
 {
 	struct ksm_collect *c = walk->private;
-	struct page *page = pte_candidate(walk->vma, addr, ptep_get(pte));
+	pte_t ptent = ptep_get(pte);
+	struct page *page = pte_candidate(walk->vma, addr, ptent);
 	bool large;
 
 	if (!page)
@@ -1310,7 +1382,8 @@ static int collect_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		c->addr = addr;
 		return 1;
 	}
-	if (collect_page(c, page, addr) && (large || c->n >= c->max)) {
+	if (collect_page(c, page, addr, walk, &ptent) &&
+	    (large || c->n >= c->max)) {
 		c->addr = next;
 		return 1;
 	}
@@ -1475,6 +1548,115 @@ static const struct mm_walk_ops ksm_replace_ops = {
 	.pte_entry	= replace_pte,
 	.walk_lock	= PGWALK_RDLOCK,
 };
+
+/*
+ * Estimate mode: the candidates of one collect_candidates() call whose
+ * PTEs est_protect() makes read-only, walked in address order.
+ */
+struct ksm_est_batch {
+	struct ksm_cand *cand;
+	int n, i;
+	bool changed;
+};
+
+/*
+ * Make one PTE read-only and clean, keeping the page exclusive: its next
+ * write reuses it in place after a minor fault that makes the PTE
+ * writable and dirty again.  As in wrprotect_pte(), nobody but the
+ * mappings and our reference may hold the page, else a write through that
+ * reference could go unseen; GUP-fast takes its reference before it checks
+ * that the PTE did not change, and we clear the PTE before we count.  The
+ * TLB flush is left to est_protect(), which reads no page before it.
+ */
+static int est_protect_pte(pte_t *pte, unsigned long addr, unsigned long next,
+			   struct mm_walk *walk)
+{
+	struct ksm_est_batch *b = walk->private;
+	struct vm_area_struct *vma = walk->vma;
+	struct ksm_cand *cand;
+	struct folio *folio;
+	pte_t old, entry;
+	int swapped;
+
+	while (b->i < b->n && b->cand[b->i].addr < addr)
+		b->i++;
+	if (b->i == b->n || b->cand[b->i].addr != addr)
+		return 0;
+	cand = b->cand + b->i;
+	entry = ptep_get(pte);
+	/* What collect_pte() saw, or something else now: leave it. */
+	if (!cand->protect || !pte_present(entry) ||
+	    pte_page(entry) != cand->page ||
+	    !est_pte_protectable(walk, entry, cand->page))
+		return 0;
+	folio = page_folio(cand->page);
+	if (!folio_trylock(folio))
+		return 0;
+	swapped = folio_test_swapcache(folio);
+	old = ptep_modify_prot_start(vma, addr, pte);
+	/* Pairs with GUP-fast taking its reference, then re-reading the PTE. */
+	smp_mb();
+	if (folio_mapcount(folio) + 1 + swapped != folio_ref_count(folio)) {
+		ptep_modify_prot_commit(vma, addr, pte, old, old);
+		folio_unlock(folio);
+		return 0;
+	}
+	/* The dirty bit goes to the folio, as on any unmap. */
+	if (pte_dirty(old))
+		folio_mark_dirty(folio);
+	entry = pte_mkclean(pte_wrprotect(old));
+	ptep_modify_prot_commit(vma, addr, pte, old, entry);
+	folio_unlock(folio);
+	cand->wp = true;
+	b->changed = true;
+	return 0;
+}
+
+static const struct mm_walk_ops ksm_est_protect_ops = {
+	.pmd_entry	= pte_op_pmd,
+	.pte_entry	= est_protect_pte,
+	.walk_lock	= PGWALK_RDLOCK,
+};
+
+/*
+ * Estimate mode, before the @n pages collected in @vma are read: make the
+ * PTEs that are writable read-only and clean (only the PTE changes, the
+ * mapping stays), so that a later visit that finds one still so
+ * (est_pte_unwritten()) may take the hash of this visit as the page's
+ * without reading it.  One TLB flush and one mmu notifier range for the
+ * whole batch, as mprotect() does it.  A PTE it cannot protect (a lock
+ * not at hand, a pin or other reference) is just read again next time.
+ */
+static void est_protect(struct vm_area_struct *vma, struct ksm_cand *cand,
+			int n)
+{
+	struct ksm_est_batch b = { .cand = cand, .n = n };
+	unsigned long start = 0, end = 0;
+	struct mmu_notifier_range range;
+	struct mm_struct *mm = vma->vm_mm;
+	int i;
+
+	mmap_assert_locked(mm);
+	for (i = 0; i < n; i++) {
+		if (!cand[i].protect)
+			continue;
+		if (!end)
+			start = cand[i].addr;
+		end = cand[i].addr + PAGE_SIZE;
+	}
+	if (!end)
+		return;
+	mmu_notifier_range_init(&range, MMU_NOTIFY_PROTECTION_PAGE, 0, mm,
+				start, end);
+	mmu_notifier_invalidate_range_start(&range);
+	/* Until the flush, a PTE we made read-only may still be written. */
+	inc_tlb_flush_pending(mm);
+	walk_page_range_vma(vma, start, end, &ksm_est_protect_ops, &b);
+	if (b.changed)
+		flush_tlb_range(vma, start, end);
+	dec_tlb_flush_pending(mm);
+	mmu_notifier_invalidate_range_end(&range);
+}
 
 /* Run @ops on the PTE at @addr, inside an mmu notifier invalidation. */
 static int ksm_pte_op(struct vm_area_struct *vma, unsigned long addr,
@@ -2522,7 +2704,7 @@ static void item_unmerged_visit(struct ksm_rmap_item *item)
 	if (!ksm_smart_scan)
 		return;
 	/* A thrash level is not an age: it wears off instead. */
-	if (item->address & ITEM_THRASH) {
+	if (!ksm_estimate && (item->address & ITEM_THRASH)) {
 		item_thrash_decay(item);
 		return;
 	}
@@ -2584,24 +2766,56 @@ static bool item_skips_visit(struct ksm_rmap_item *item)
 }
 
 /*
- * One visit of @page, mapped at @item's address.  (The skipped and the
- * real visit share one body so that each tree operation has one call
- * site and stays inlined: out of line, a scan of unique pages cost 2.8x
- * the CPU under TCG.)
+ * Estimate mode reads a page whose PTE stayed read-only since its last
+ * read (ITEM_EST_WP) only every EST_REREAD_SCANS full scans, at a phase
+ * of its own: a change no fault saw (memory moved by mremap() onto
+ * another page's item, say) shows within that many scans.
  */
-static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
+#define EST_REREAD_SCANS	8
+
+/*
+ * Estimate mode, at the start of a visit: may the page's last hash be
+ * taken as its content now (@unwritten: see est_pte_unwritten())?  The
+ * mark goes either way; the visit sets it again if it still holds.
+ */
+static bool est_take_wp_mark(struct ksm_rmap_item *item, bool unwritten)
+{
+	bool marked = item->address & ITEM_EST_WP;
+
+	item->address &= ~ITEM_EST_WP;
+	return marked && unwritten && !item_bits_mixed();
+}
+
+/*
+ * One visit of @page, mapped at @item's address.  Estimate mode: the scan
+ * walk found its PTE read-only and clean (@unwritten, est_pte_unwritten()),
+ * and it is so now (@wp, est_protect()).  (The skipped and the real
+ * visit share one body so that each tree operation has one call site and
+ * stays inlined: out of line, a scan of unique pages cost 2.8x the CPU
+ * under TCG.)
+ */
+static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page,
+			       bool unwritten, bool wp)
 {
 	struct folio *folio = page_folio(page);
+	bool skipped, zero, kept = false;
 	struct ksm_stable_node *node;
 	struct ksm_rmap_item *titem;
 	struct folio *kfolio;
 	struct page *tpage;
-	bool skipped, zero;
 	u64 hash, raw;
 	int nid, err;
 
 	lockdep_assert_held(&ksm_thread_mutex);
 	ksm_pages_scanned++;
+
+	/* The other mode's meaning of ITEM_THRASH goes: item_bits_mix(). */
+	if (unlikely(item_bits_mixed()) && (item->address & ITEM_THRASH))
+		item->address &= ksm_estimate ?
+			~(ITEM_THRASH | ITEM_AGE_MASK | ITEM_SKIP_MASK) :
+			~ITEM_THRASH;
+	if (ksm_estimate)
+		kept = est_take_wp_mark(item, unwritten);
 
 	/* Never read a poisoned page. */
 	if (PageHWPoison(page))
@@ -2638,7 +2852,18 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 
 	/* @hash is the tree key: in the mm's domain, see domain_salt(). */
 	skipped = item_skips_visit(item);
-	if (skipped) {
+	/* Not read, the page is as unwritten as it was: the mark stays. */
+	if (kept && (skipped || ((item_addr(item) >> PAGE_SHIFT) +
+				 ksm_scan.pass) % EST_REREAD_SCANS)) {
+		item->address |= ITEM_EST_WP;
+		/* and its hash is as good as a read's, skipped or not */
+		hash = item->hash;
+		if (ksm_use_zero_pages && hash == (zero_hash ^ ksm_scan.salt)) {
+			est_join(item, NULL);
+			return;
+		}
+	} else if (skipped) {
+		kept = false;
 		hash = item->hash;
 		/* Zero pages go to the zero page, on a real visit. */
 		if (ksm_use_zero_pages && hash == (zero_hash ^ ksm_scan.salt)) {
@@ -2647,6 +2872,9 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 			return;
 		}
 	} else {
+		/* Read-only since before the read: what it gives holds. */
+		if (wp)
+			item->address |= ITEM_EST_WP;
 		/*
 		 * Zero first: memchr_inv() stops at the first nonzero byte,
 		 * so any other page costs next to nothing more (one with a
@@ -2708,9 +2936,10 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page)
 		put_page(tpage);
 		/*
 		 * As a merge would (below), a skipped visit's key must still
-		 * be the page's: it may be of another domain's rule.
+		 * be the page's: it may be of another domain's rule.  (Not
+		 * if the page was not written since: item_bits_mix().)
 		 */
-		raw = skipped ? page_hash(page) ^ ksm_scan.salt : hash;
+		raw = skipped && !kept ? page_hash(page) ^ ksm_scan.salt : hash;
 		if (raw != hash) {
 			item->hash = raw;
 			item_reset_age(item);
@@ -2995,7 +3224,7 @@ static int scan_walk_mm(struct mm_struct *mm, struct ksm_cand *cand, int max,
 	VMA_ITERATOR(vmi, mm, ksm_scan.address);
 	struct vm_area_struct *vma;
 	bool stop = false;
-	int n = 0;
+	int n = 0, got;
 
 	mmap_assert_locked(mm);
 	*done = true;
@@ -3006,8 +3235,11 @@ static int scan_walk_mm(struct mm_struct *mm, struct ksm_cand *cand, int max,
 			continue;
 		if (ksm_scan.address < vma->vm_start)
 			ksm_scan.address = vma->vm_start;
-		n += collect_candidates(vma, &ksm_scan.address, vma->vm_end,
-					cand + n, max - n, &stop);
+		got = collect_candidates(vma, &ksm_scan.address, vma->vm_end,
+					 cand + n, max - n, &stop);
+		if (ksm_estimate && got)
+			est_protect(vma, cand + n, got);
+		n += got;
 		/* Also give up the lock between VMAs, for a mm with many. */
 		if (stop || n >= max || need_resched() ||
 		    mmap_lock_is_contended(mm)) {
@@ -3156,7 +3388,8 @@ static void ksm_do_scan(unsigned int budget)
 		if (n < 0)
 			return;
 		for (i = 0; i < n; i++) {
-			cmp_and_merge_page(cand[i].item, cand[i].page);
+			cmp_and_merge_page(cand[i].item, cand[i].page,
+					   cand[i].unwritten, cand[i].wp);
 			put_page(cand[i].page);
 			cond_resched();
 		}
@@ -4329,6 +4562,9 @@ static int ksm_set_merge_domains(unsigned long val)
 	if (!err)
 		WRITE_ONCE(ksm_merge_domains, val);
 	spin_unlock(&ksm_mmlist_lock);
+	/* Nor does an estimate hash that is not read again (ITEM_EST_WP). */
+	if (!err && ksm_estimate)
+		item_bits_mix();
 	return err;
 }
 
@@ -4350,6 +4586,7 @@ static int ksm_set_estimate(unsigned long val)
 		est_end_groups(false);
 		ksm_est_pass_valid = false;
 		WRITE_ONCE(ksm_estimate, false);
+		item_bits_mix();
 		return 0;
 	}
 	if (ksm_pages_shared || atomic_long_read(&ksm_zero_pages))
@@ -4365,6 +4602,7 @@ static int ksm_set_estimate(unsigned long val)
 	/* The pass under way began merging: it does not count. */
 	ksm_est_pass_valid = false;
 	WRITE_ONCE(ksm_estimate, true);
+	item_bits_mix();
 	return 0;
 }
 
