@@ -161,8 +161,8 @@ struct ksm_rmap_item {
 /*
  * Only merging sets ITEM_THRASH, so estimate mode has the bit for its
  * own meaning: the page was write-protected before the read that gave
- * its hash, see est_protect().  After a change of mode (see
- * item_bits_mixed()) a pass drops what the other mode left.
+ * its hash, see est_protect().  A change of mode drops what the other
+ * mode left (items_drop_bits()).
  */
 #define ITEM_EST_WP		ITEM_THRASH
 #define ITEM_FLAGS_MASK		(~PAGE_MASK)
@@ -345,8 +345,13 @@ static unsigned int ksm_merge_domains;
  */
 static bool ksm_estimate;
 static bool ksm_est_pass_valid;
-/* Until this pass is over, items may hold the other mode's ITEM_THRASH. */
-static unsigned long ksm_bits_mixed_pass;
+/* Until this pass is over, no ITEM_EST_WP mark is trusted. */
+static unsigned long ksm_est_distrust_pass;
+/* Swap-ins and mremap() moves in estimate mode, see est_distrust_moved(). */
+static atomic_long_t ksm_est_moves;
+static unsigned long ksm_est_moves_seen;
+/* The slot items_drop_bits() works on: __ksm_exit() leaves it alone. */
+static struct ksm_mm_slot *ksm_bits_slot;
 static struct rb_root ksm_est_groups = RB_ROOT;
 static struct ksm_est_group ksm_est_zero_group;
 static unsigned long ksm_est_pages_shared;
@@ -615,21 +620,59 @@ static void item_thrash_decay(struct ksm_rmap_item *item)
 }
 
 /*
- * After estimate mode goes on or off, ITEM_THRASH means something else
- * (ITEM_EST_WP): in the pass under way and the next, every visit drops
- * the bit, so that by their end each item that is left was visited in the
- * new mode.  A key rule change in estimate mode (merge_domains) does the
- * same, since an ITEM_EST_WP hash keeps its old key.
+ * Estimate mode: no ITEM_EST_WP mark is to be trusted in the pass under
+ * way and the next.  An item is visited once in every pass (or more, on a
+ * rewind), so by the end of the next pass every mark left was set again
+ * after the call.  For a key rule change (merge_domains: a kept hash has
+ * the old key), and for pages that may have come back read-only and clean
+ * with other content (est_distrust_moved()).
  */
-static void item_bits_mix(void)
+static void est_distrust_marks(void)
 {
 	lockdep_assert_held(&ksm_thread_mutex);
-	ksm_bits_mixed_pass = ksm_scan.pass + 1;
+	ksm_est_distrust_pass = ksm_scan.pass + 1;
 }
 
-static inline bool item_bits_mixed(void)
+static inline bool est_marks_distrusted(void)
 {
-	return (long)(ksm_scan.pass - ksm_bits_mixed_pass) <= 0;
+	return (long)(ksm_scan.pass - ksm_est_distrust_pass) <= 0;
+}
+
+/*
+ * A page swapped in or moved by mremap() may sit read-only and clean where
+ * an item holds the mark of another content: swapoff (unuse_pte()) maps
+ * it so; a fault maps a page it cannot tell exclusive so (after fork),
+ * and a read-only pin makes it exclusive later without touching the PTE.
+ * So may a page moved there unmergeable, once its VMA becomes mergeable,
+ * and a writable clean one (a swap-in that skipped the swap cache) that
+ * fork write-protected and a pin unshared.  These paths tell us
+ * (ksm_might_need_to_copy(), ksm_madvise(), ksm_set_merge_any(),
+ * __ksm_fork()) before they change the PTE, and ksmd looks after it
+ * collected a batch: a count it has not seen means no mark is trusted for
+ * a while.  Only in estimate mode, and for mergeable memory: under swap
+ * pressure, or forks, estimate mode reads every page, as merging does.
+ */
+static void est_note_move(void)
+{
+	if (unlikely(READ_ONCE(ksm_estimate)))
+		atomic_long_inc(&ksm_est_moves);
+}
+
+static void est_distrust_moved(void)
+{
+	unsigned long moves;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	/*
+	 * Pairs with the page table lock that do_swap_page() and unuse_pte()
+	 * took after the note, and with the mmap_lock that mremap(), fork
+	 * and madvise() held for writing.
+	 */
+	moves = atomic_long_read(&ksm_est_moves);
+	if (moves != ksm_est_moves_seen) {
+		ksm_est_moves_seen = moves;
+		est_distrust_marks();
+	}
 }
 
 static inline bool ksm_test_exit(struct mm_struct *mm)
@@ -1268,8 +1311,31 @@ static struct page *pte_candidate(struct vm_area_struct *vma,
  * write through the PTE, GUP for writing included, faults first and
  * leaves it writable and dirty; a pin, or a TLB entry not yet flushed,
  * could write unseen; and FOLL_FORCE writes an exclusive page of a
- * VMA without VM_WRITE with no fault at all.
+ * VMA without VM_WRITE with no fault at all.  Where a written page can
+ * come back read-only and clean, it is not trusted: a migration entry
+ * that loses the dirty bit, a PTE soft-dirty tracking cleaned (its swap-in
+ * stays read-only, and the VMA may leave tracking later), a lazyfree page
+ * (MADV_FREE cleans the PTE); for swap-in and mremap see est_note_move().
  */
+static inline bool est_pte_soft_dirty(pte_t ptent)
+{
+#ifdef CONFIG_MEM_SOFT_DIRTY
+	/* Every anon PTE is, but for what clear_refs cleaned (and swap-in). */
+	return pte_soft_dirty(ptent);
+#else
+	return true;
+#endif
+}
+
+static inline bool est_migration_keeps_dirty(void)
+{
+#ifdef CONFIG_MIGRATION
+	return migration_entry_supports_ad();
+#else
+	return true;
+#endif
+}
+
 static bool est_pte_unwritten(struct mm_walk *walk, pte_t ptent,
 			      struct page *page)
 {
@@ -1278,8 +1344,9 @@ static bool est_pte_unwritten(struct mm_walk *walk, pte_t ptent,
 	return ksm_estimate && (walk->vma->vm_flags & VM_WRITE) &&
 	       !pte_write(ptent) && !pte_dirty(ptent) &&
 	       !pte_protnone(ptent) && !pte_uffd_wp(ptent) &&
-	       !folio_test_large(folio) && PageAnonExclusive(page) &&
-	       !folio_maybe_dma_pinned(folio) &&
+	       est_pte_soft_dirty(ptent) && est_migration_keeps_dirty() &&
+	       !folio_test_large(folio) && folio_test_swapbacked(folio) &&
+	       PageAnonExclusive(page) && !folio_maybe_dma_pinned(folio) &&
 	       !mm_tlb_flush_pending(walk->mm);
 }
 
@@ -1651,6 +1718,7 @@ static void est_protect(struct vm_area_struct *vma, struct ksm_cand *cand,
 	mmu_notifier_invalidate_range_start(&range);
 	/* Until the flush, a PTE we made read-only may still be written. */
 	inc_tlb_flush_pending(mm);
+	flush_cache_range(vma, start, end);
 	walk_page_range_vma(vma, start, end, &ksm_est_protect_ops, &b);
 	if (b.changed)
 		flush_tlb_range(vma, start, end);
@@ -2783,7 +2851,7 @@ static bool est_take_wp_mark(struct ksm_rmap_item *item, bool unwritten)
 	bool marked = item->address & ITEM_EST_WP;
 
 	item->address &= ~ITEM_EST_WP;
-	return marked && unwritten && !item_bits_mixed();
+	return marked && unwritten && !est_marks_distrusted();
 }
 
 /*
@@ -2798,7 +2866,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page,
 			       bool unwritten, bool wp)
 {
 	struct folio *folio = page_folio(page);
-	bool skipped, zero, kept = false;
+	bool skipped, zero, reread, kept = false;
 	struct ksm_stable_node *node;
 	struct ksm_rmap_item *titem;
 	struct folio *kfolio;
@@ -2809,11 +2877,6 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page,
 	lockdep_assert_held(&ksm_thread_mutex);
 	ksm_pages_scanned++;
 
-	/* The other mode's meaning of ITEM_THRASH goes: item_bits_mix(). */
-	if (unlikely(item_bits_mixed()) && (item->address & ITEM_THRASH))
-		item->address &= ksm_estimate ?
-			~(ITEM_THRASH | ITEM_AGE_MASK | ITEM_SKIP_MASK) :
-			~ITEM_THRASH;
 	if (ksm_estimate)
 		kept = est_take_wp_mark(item, unwritten);
 
@@ -2850,11 +2913,15 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page,
 	if (item_sits_out(item))
 		return;
 
+	/* The pass of a kept page's reread is a real visit, not a skip. */
+	reread = kept && !(((item_addr(item) >> PAGE_SHIFT) + ksm_scan.pass) %
+			   EST_REREAD_SCANS);
+	if (reread)
+		kept = false;
 	/* @hash is the tree key: in the mm's domain, see domain_salt(). */
-	skipped = item_skips_visit(item);
+	skipped = !reread && item_skips_visit(item);
 	/* Not read, the page is as unwritten as it was: the mark stays. */
-	if (kept && (skipped || ((item_addr(item) >> PAGE_SHIFT) +
-				 ksm_scan.pass) % EST_REREAD_SCANS)) {
+	if (kept) {
 		item->address |= ITEM_EST_WP;
 		/* and its hash is as good as a read's, skipped or not */
 		hash = item->hash;
@@ -2863,7 +2930,6 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page,
 			return;
 		}
 	} else if (skipped) {
-		kept = false;
 		hash = item->hash;
 		/* Zero pages go to the zero page, on a real visit. */
 		if (ksm_use_zero_pages && hash == (zero_hash ^ ksm_scan.salt)) {
@@ -2937,7 +3003,7 @@ static void cmp_and_merge_page(struct ksm_rmap_item *item, struct page *page,
 		/*
 		 * As a merge would (below), a skipped visit's key must still
 		 * be the page's: it may be of another domain's rule.  (Not
-		 * if the page was not written since: item_bits_mix().)
+		 * a kept one: a rule change distrusts every mark.)
 		 */
 		raw = skipped && !kept ? page_hash(page) ^ ksm_scan.salt : hash;
 		if (raw != hash) {
@@ -3237,8 +3303,11 @@ static int scan_walk_mm(struct mm_struct *mm, struct ksm_cand *cand, int max,
 			ksm_scan.address = vma->vm_start;
 		got = collect_candidates(vma, &ksm_scan.address, vma->vm_end,
 					 cand + n, max - n, &stop);
-		if (ksm_estimate && got)
+		if (ksm_estimate && got) {
+			/* What the walk saw mapped was mapped after the note. */
+			est_distrust_moved();
 			est_protect(vma, cand + n, got);
+		}
 		n += got;
 		/* Also give up the lock between VMAs, for a mm with many. */
 		if (stop || n >= max || need_resched() ||
@@ -3572,6 +3641,8 @@ int __ksm_enter(struct mm_struct *mm)
 
 int __ksm_fork(struct mm_struct *mm, struct mm_struct *oldmm)
 {
+	/* Before dup_mmap() write-protects @oldmm: see est_note_move(). */
+	est_note_move();
 	return ksm_enter_from(mm, oldmm);
 }
 
@@ -3617,7 +3688,7 @@ void __ksm_exit(struct mm_struct *mm)
 
 	spin_lock(&ksm_mmlist_lock);
 	slot = get_mm_slot(mm);
-	if (slot && slot != ksm_scan.mm_slot) {
+	if (slot && slot != ksm_scan.mm_slot && slot != ksm_bits_slot) {
 		if (!slot->rmap_list) {
 			unlink_mm_slot(slot);
 			spin_unlock(&ksm_mmlist_lock);
@@ -3686,6 +3757,7 @@ static int ksm_set_merge_any(struct mm_struct *mm, bool on)
 		err = ksm_register(mm);
 		if (err)
 			return err;
+		est_note_move();
 		set_bit(MMF_VM_MERGE_ANY, &mm->flags);
 		ksm_mark_vmas(mm, true);
 		ksm_request_rewind(mm, 0);
@@ -3732,12 +3804,18 @@ int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
 			return 0;
 		err = ksm_register(vma->vm_mm);
 		if (!err) {
+			/* Pages moved here unmergeable: see est_note_move(). */
+			if (vma->anon_vma)
+				est_note_move();
 			*vm_flags |= VM_MERGEABLE;
 			ksm_request_rewind(vma->vm_mm, start);
 		}
 	} else if (advice == MADV_UNMERGEABLE && (*vm_flags & VM_MERGEABLE)) {
-		if (vma->anon_vma)
+		if (vma->anon_vma) {
+			/* mremap() moves pages by way of MADV_UNMERGEABLE */
+			est_note_move();
 			err = unmerge_ksm_pages(vma, start, end);
+		}
 		if (!err)
 			*vm_flags &= ~VM_MERGEABLE;
 	}
@@ -3913,6 +3991,8 @@ static int unmerge_and_remove_all_rmap_items(void)
 	if (err) {
 		/* Items that are left start the next pass out of the trees. */
 		forget_unstable_trees();
+		/* and the pass that trusted no mark (maybe) was cut short */
+		est_distrust_marks();
 	} else {
 		/* As upstream: full_scans counts from a successful run=2. */
 		WRITE_ONCE(ksm_full_scans, 0);
@@ -4097,6 +4177,8 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 	struct page *page = folio_page(folio, 0);
 	struct folio *copy;
 
+	if (vma->vm_flags & VM_MERGEABLE)
+		est_note_move();
 	/* Large folios are never KSM; a failed read is do_swap_page()'s. */
 	if (folio_test_large(folio) || !folio_test_uptodate(folio) ||
 	    !swapin_needs_copy(folio, vma, addr))
@@ -4564,8 +4646,59 @@ static int ksm_set_merge_domains(unsigned long val)
 	spin_unlock(&ksm_mmlist_lock);
 	/* Nor does an estimate hash that is not read again (ITEM_EST_WP). */
 	if (!err && ksm_estimate)
-		item_bits_mix();
+		est_distrust_marks();
 	return err;
+}
+
+/*
+ * After estimate mode goes on or off, ITEM_THRASH means something else
+ * (ITEM_EST_WP): clear what the old mode left in every item, with the
+ * bits in @mask of the items that have it, before a visit in the new
+ * mode can read it.  The slot worked on is kept from __ksm_exit() (only
+ * ksmd frees a slot that has items, and not while we hold the mutex), so
+ * what __ksm_exit() would have done to it is done here.
+ */
+static void items_drop_bits(unsigned long mask)
+{
+	struct ksm_mm_slot *slot, *next, *gone;
+	struct ksm_rmap_item *item;
+
+	lockdep_assert_held(&ksm_thread_mutex);
+	spin_lock(&ksm_mmlist_lock);
+	slot = list_first_entry(&ksm_mm_head.slot.mm_node,
+				struct ksm_mm_slot, slot.mm_node);
+	while (slot != &ksm_mm_head) {
+		ksm_bits_slot = slot;
+		spin_unlock(&ksm_mmlist_lock);
+		for (item = slot->rmap_list; item; item = item->rmap_list) {
+			if (item->address & ITEM_THRASH)
+				item->address &= ~mask;
+			cond_resched();
+		}
+		gone = NULL;
+		spin_lock(&ksm_mmlist_lock);
+		next = list_next_entry(slot, slot.mm_node);
+		ksm_bits_slot = NULL;
+		if (ksm_test_exit(slot->slot.mm) && slot != ksm_scan.mm_slot) {
+			if (!slot->rmap_list) {
+				unlink_mm_slot(slot);
+				gone = slot;
+			} else {
+				list_move(&slot->slot.mm_node,
+					  &ksm_scan.mm_slot->slot.mm_node);
+			}
+		}
+		if (gone) {
+			/* @next stays ours meanwhile */
+			ksm_bits_slot = next;
+			spin_unlock(&ksm_mmlist_lock);
+			release_mm_slot(gone);
+			spin_lock(&ksm_mmlist_lock);
+		}
+		slot = next;
+	}
+	ksm_bits_slot = NULL;
+	spin_unlock(&ksm_mmlist_lock);
 }
 
 /*
@@ -4586,7 +4719,7 @@ static int ksm_set_estimate(unsigned long val)
 		est_end_groups(false);
 		ksm_est_pass_valid = false;
 		WRITE_ONCE(ksm_estimate, false);
-		item_bits_mix();
+		items_drop_bits(ITEM_EST_WP);
 		return 0;
 	}
 	if (ksm_pages_shared || atomic_long_read(&ksm_zero_pages))
@@ -4601,8 +4734,9 @@ static int ksm_set_estimate(unsigned long val)
 	spin_unlock(&ksm_mmlist_lock);
 	/* The pass under way began merging: it does not count. */
 	ksm_est_pass_valid = false;
+	/* A thrash back-off ends: estimate mode sees every page. */
+	items_drop_bits(ITEM_THRASH | ITEM_AGE_MASK | ITEM_SKIP_MASK);
 	WRITE_ONCE(ksm_estimate, true);
-	item_bits_mix();
 	return 0;
 }
 
