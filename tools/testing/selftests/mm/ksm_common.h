@@ -236,6 +236,15 @@ static inline void ksm_restore(const struct ksm_knobs *k)
 	ksm_write("run", k->run);
 }
 
+/* Skip unless KSM can be driven and has estimate mode (ours, not upstream). */
+static inline void ksm_require_estimate(void)
+{
+	if (access(KSM_SYSFS "run", W_OK))
+		ksft_exit_skip("KSM sysfs not writable (not root, or no KSM)\n");
+	if (access(KSM_SYSFS "estimate", F_OK))
+		ksft_exit_skip("no estimate mode (/sys/kernel/mm/ksm/estimate)\n");
+}
+
 /* Knobs for a fast, deterministic test: scan flat out. */
 static inline int ksm_fast(void)
 {

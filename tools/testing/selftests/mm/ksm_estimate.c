@@ -149,10 +149,7 @@ int main(void)
 
 	page_size = sysconf(_SC_PAGESIZE);
 	ksft_print_header();
-	if (access(KSM_SYSFS "run", W_OK))
-		ksft_exit_skip("KSM sysfs not writable (not root, or no KSM)\n");
-	if (access(KSM_SYSFS "estimate", F_OK))
-		ksft_exit_skip("no estimate mode (/sys/kernel/mm/ksm/estimate)\n");
+	ksm_require_estimate();
 	ksft_set_plan(5);
 	sh = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
 		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -97,10 +97,7 @@ int main(void)
 
 	page_size = sysconf(_SC_PAGESIZE);
 	ksft_print_header();
-	if (access(KSM_SYSFS "run", W_OK))
-		ksft_exit_skip("KSM sysfs not writable (not root, or no KSM)\n");
-	if (access(KSM_SYSFS "estimate", F_OK))
-		ksft_exit_skip("no estimate mode (/sys/kernel/mm/ksm/estimate)\n");
+	ksm_require_estimate();
 	ksft_set_plan(2 + 4);
 	if (!ksm_begin(&saved, WAIT_S))
 		ksft_exit_fail_msg("setup failed\n");
