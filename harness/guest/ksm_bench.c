@@ -60,6 +60,8 @@ bench_info(const char *fmt, ...)
 
 /* KSM_BENCH_DOMAINS=2: the same workload, its metrics named *_domains2. */
 static const char *metric_suffix = "";
+/* merge_domains before bench_domains() changed it, or -1. */
+static long saved_domains = -1;
 
 static void result(const char *metric, double val, const char *unit)
 {
@@ -88,6 +90,7 @@ static void bench_domains(void)
 		bench_info("domains: none in this kernel, workload run as is");
 		return;
 	}
+	saved_domains = ksm_read("merge_domains");
 	if (ksm_write("merge_domains", 2) ||
 	    prctl(PR_SET_MEMORY_MERGE_DOMAIN, PR_MEMORY_MERGE_DOMAIN_NEW,
 		  0, 0, 0) <= 0) {
@@ -116,6 +119,9 @@ static void __attribute__((noreturn)) finish(int ok)
 {
 	kill_kids();
 	knobs_reset_extra();
+	/* The workloads after this one must not run isolated (needs run=2). */
+	if (saved_domains >= 0 && ksm_settle(60))
+		ksm_write("merge_domains", saved_domains);
 	ksm_restore(&saved);
 	exit(ok ? 0 : 1);
 }

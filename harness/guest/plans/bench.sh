@@ -42,12 +42,27 @@ rep() {
 	done
 }
 
+# pair N NAME TIMEOUT CMD...: NAME#i, then NAME_domains2#i (the same CMD
+# with merge_domains=2), for i in 1..N: the cost of merge domains, measured
+# side by side so that both see the guest in the same state.
+pair() {
+	_n=$1 _name=$2 _t=$3
+	shift 3
+	_i=1
+	while [ $_i -le "$_n" ]; do
+		ksmt_run "$_name#$_i" "$_t" "$@"
+		ksmt_run "${_name}_domains2#$_i" "$_t" env KSM_BENCH_DOMAINS=2 "$@"
+		_i=$((_i + 1))
+	done
+}
+
 # shellcheck disable=SC2086
 {
-rep $REPS merge_throughput 300 ksm_bench merge $MERGE
+pair $REPS merge_throughput 300 ksm_bench merge $MERGE
 rep $KT_REPS ksm_tests-P 300 ksm_tests -P -s $KT_MIB
 rep $KT_REPS ksm_tests-H 300 ksm_tests -H -s $KT_MIB
 ksmt_run unique_scan_cpu 400 ksm_bench unique $UNIQ 0 3 5 $REPS
+ksmt_run unique_scan_cpu_domains2 400 env KSM_BENCH_DOMAINS=2 ksm_bench unique $UNIQ 0 3 5 $REPS
 rep $REPS unique_scan_cpu_smart 300 ksm_bench unique $UNIQ 1 3 16
 ksmt_run large_tree 600 ksm_bench largetree $LTREE $REPS
 # -C times only 2000 write faults: three runs per boot.
@@ -55,9 +70,6 @@ rep 3 ksm_tests-C 300 ksm_tests -C -p 2000
 rep $KT_REPS ksm_tests-D 300 ksm_tests -D -s $KT_MIB -p 2000
 ksmt_run dedup_outcome 300 ksm_bench mixed $MIXED
 ksmt_run advisor_steady_cpu 300 ksm_bench advisor $ADVISOR
-# The cost of merge domains: the same workloads with merge_domains=2.
-rep $REPS merge_throughput_domains2 300 env KSM_BENCH_DOMAINS=2 ksm_bench merge $MERGE
-ksmt_run unique_scan_cpu_domains2 400 env KSM_BENCH_DOMAINS=2 ksm_bench unique $UNIQ 0 3 5 $REPS
 # Estimate mode (ours only): the estimate against what merging achieves.
 ksmt_run estimate 600 ksm_bench estimate $MIXED
 # Round two: where KSM hurts in production.
