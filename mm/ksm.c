@@ -2839,7 +2839,7 @@ static bool item_skips_visit(struct ksm_rmap_item *item)
  * of its own: a change no fault saw (memory moved by mremap() onto
  * another page's item, say) shows within that many scans.
  */
-#define EST_REREAD_SCANS	8
+#define EST_REREAD_SCANS	16
 
 /*
  * Estimate mode, at the start of a visit: may the page's last hash be

@@ -11,8 +11,8 @@
  * process's own again once the child is gone.  In each, 64 zero pages are
  * estimated, ksmd is stopped, the pages are written unique, swapped out
  * and back in that way, and ksmd runs again: within three full scans none
- * of them may count as a zero page.  (Taken unread, about 5 in 8 of them
- * still would: ksmd reads a page that stayed read-only only every 8th
+ * of them may count as a zero page.  (Taken unread, about 13 in 16 of them
+ * still would: ksmd reads a page that stayed read-only only every 16th
  * scan.)  Skips on a kernel without estimate mode, without swap, or (the
  * second way) without soft-dirty.
  */
@@ -188,7 +188,7 @@ static void check_zero(const char *what, char *p, long zero_before)
 	/*
 	 * Slow passes (two batches each), so that the wait below sees about
 	 * three and not the dozens a fast ksmd runs meanwhile: pages taken
-	 * unread would be read again by the 8th.
+	 * unread would be read again by the 16th.
 	 */
 	ksm_write("pages_to_scan", NPAGES + NPAGES / 2);
 	ksm_write("sleep_millisecs", 100);

@@ -11,7 +11,7 @@
  * turn makes a group of 8 of them identical: the estimate must find each
  * group whole (7 more pages sharing) within three full scans.  A page
  * trusted unread would stay out of its group (ksmd still reads one page
- * in 8 of them each scan, so a group would come out 2 or 3 pages short).
+ * in 16 of them each scan, so a group would come out 5 or 6 pages short).
  * Skips on a kernel without estimate mode (upstream).
  */
 #define _GNU_SOURCE
