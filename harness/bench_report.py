@@ -55,6 +55,15 @@ METRICS = [
      "unique_scan_cpu_domains2", None,
      "unique_scan_cpu with merge_domains=2 (upstream: plain); compare ours "
      "with ours' unique_scan_cpu"),
+    ("domains_merge_cost", "ratio", "higher", "merge_throughput_domains2",
+     None,
+     "merge_throughput_domains2 over merge_throughput, boot by boot (each "
+     "boot's best of each, run side by side); upstream has no domains, so "
+     "its column is what the same comparison gives when nothing differs"),
+    ("domains_unique_cost", "ratio", "lower", "unique_scan_cpu_domains2",
+     None,
+     "unique_scan_cpu_domains2 over unique_scan_cpu, boot by boot, as "
+     "domains_merge_cost"),
     ("estimate_accuracy", "ratio", "higher", "estimate", None,
      "ours only: estimate_pages_sharing + estimate_zero_pages after 3 full "
      "scans in estimate mode, over pages_sharing + ksm_zero_pages after 3 "
@@ -92,6 +101,11 @@ METRICS = [
      "memcmps every duplicate once (goal: ours <= 3)"),
 ]
 # Rows only our kernel has: upstream boots give no value and owe none.
+# The cost of merge domains: (row, plain metric, merge_domains=2 metric).
+DOMAIN_COSTS = [
+    ("domains_merge_cost", "merge_throughput", "merge_throughput_domains2"),
+    ("domains_unique_cost", "unique_scan_cpu", "unique_scan_cpu_domains2"),
+]
 OURS_ONLY = {"estimate_accuracy", "estimate_scan_cpu", "estimate_cpu_vs_merge"}
 SPLAT = re.compile(r"\] (BUG|WARNING|Oops|Kernel panic|general protection|"
                    r"KASAN|Unable to handle|list_add corruption|"
@@ -265,6 +279,12 @@ def main():
             raw[side].setdefault(k, []).extend(v)
             best = max(v) if better.get(k) == "higher" else min(v)
             vals[side].setdefault(k, []).append(best)
+        for row, plain, dom in DOMAIN_COSTS:
+            pick = max if better.get(plain) == "higher" else min
+            if got.get(plain) and got.get(dom) and pick(got[plain]):
+                r = pick(got[dom]) / pick(got[plain])
+                raw[side].setdefault(row, []).append(r)
+                vals[side].setdefault(row, []).append(r)
         try:
             with open(os.path.join(rd, "host.load")) as f:
                 loads.extend(float(x) for x in f.read().split())
