@@ -100,12 +100,12 @@ METRICS = [
      "user program in the same guest that xxh64-hashes every page and "
      "memcmps every duplicate once (goal: ours <= 3)"),
 ]
-# Rows only our kernel has: upstream boots give no value and owe none.
 # The cost of merge domains: (row, plain metric, merge_domains=2 metric).
 DOMAIN_COSTS = [
     ("domains_merge_cost", "merge_throughput", "merge_throughput_domains2"),
     ("domains_unique_cost", "unique_scan_cpu", "unique_scan_cpu_domains2"),
 ]
+# Rows only our kernel has: upstream boots give no value and owe none.
 OURS_ONLY = {"estimate_accuracy", "estimate_scan_cpu", "estimate_cpu_vs_merge"}
 SPLAT = re.compile(r"\] (BUG|WARNING|Oops|Kernel panic|general protection|"
                    r"KASAN|Unable to handle|list_add corruption|"

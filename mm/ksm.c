@@ -347,7 +347,7 @@ static bool ksm_estimate;
 static bool ksm_est_pass_valid;
 /* Until this pass is over, no ITEM_EST_WP mark is trusted. */
 static unsigned long ksm_est_distrust_pass;
-/* Swap-ins and mremap() moves in estimate mode, see est_distrust_moved(). */
+/* Estimate mode: swap-ins, forks, mremap()s..., see est_note_move(). */
 static atomic_long_t ksm_est_moves;
 static unsigned long ksm_est_moves_seen;
 /* The slot items_drop_bits() works on: __ksm_exit() leaves it alone. */

@@ -580,6 +580,30 @@ static inline int ksm_vma_has_flag(const void *addr, const char *flag)
 }
 
 /* The pagemap PFN of @addr, 0 when not present or unreadable. */
+/*
+ * How many of the @n pages at @p have every pagemap bit in @bits (one read
+ * of /proc/self/pagemap for the range); -1 on error.
+ */
+static inline long ksm_pagemap_count(const void *p, long n, uint64_t bits)
+{
+	size_t psz = sysconf(_SC_PAGESIZE);
+	uint64_t *e = calloc(n, sizeof(*e));
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	long c = -1;
+
+	if (fd >= 0 && e &&
+	    pread(fd, e, n * sizeof(*e), (uintptr_t)p / psz * sizeof(*e)) ==
+	    (ssize_t)(n * sizeof(*e))) {
+		c = 0;
+		for (long i = 0; i < n; i++)
+			c += (e[i] & bits) == bits;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(e);
+	return c;
+}
+
 static inline uint64_t ksm_pfn_of(const void *addr)
 {
 	uint64_t e = 0;

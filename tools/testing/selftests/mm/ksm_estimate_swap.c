@@ -50,30 +50,6 @@
 
 static size_t page_size;
 
-static uint64_t pm_entry(const void *addr)
-{
-	uint64_t e = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &e, sizeof(e),
-		  (uintptr_t)addr / page_size * sizeof(e)) != sizeof(e))
-		e = 0;
-	close(fd);
-	return e;
-}
-
-/* How many of the @n pages at @p have all of the pagemap bits @bits. */
-static int count_pm(const char *p, int n, uint64_t bits)
-{
-	int c = 0;
-
-	for (int i = 0; i < n; i++)
-		c += (pm_entry(p + i * page_size) & bits) == bits;
-	return c;
-}
-
 /* The first swap device in /proc/swaps, or false if none. */
 static bool swap_device(char *dev, size_t len)
 {
@@ -123,7 +99,7 @@ static bool write_and_swap_out(char *p)
 		       ru.ru_minflt - f, NPAGES);
 	if (madvise(p, NPAGES * page_size, MADV_PAGEOUT))
 		return false;
-	out = count_pm(p, NPAGES, PM_SWAP);
+	out = ksm_pagemap_count(p, NPAGES, PM_SWAP);
 	ksft_print_msg("%d of %d pages swapped out\n", out, NPAGES);
 	return out == NPAGES;
 }
@@ -147,7 +123,7 @@ static bool fork_swap_pin(char *p)
 	if (!buf || pipe(ready))
 		ksft_exit_fail_msg("malloc or pipe\n");
 	madvise(p, NPAGES * page_size, MADV_PAGEOUT);
-	out = count_pm(p, NPAGES, PM_SWAP);
+	out = ksm_pagemap_count(p, NPAGES, PM_SWAP);
 	pid = fork();
 	if (pid < 0)
 		ksft_exit_fail_msg("fork: %s\n", strerror(errno));
@@ -246,16 +222,17 @@ int main(void)
 		if (swapon(dev, 0))
 			ksft_exit_fail_msg("swapon %s: %s\n", dev,
 					   strerror(errno));
-		ksft_print_msg("%d of %d pages present again, %d exclusive\n",
-			       count_pm(a, NPAGES, PM_PRESENT), NPAGES,
-			       count_pm(a, NPAGES, PM_PRESENT | PM_EXCLUSIVE));
+		ksft_print_msg("%ld of %d pages present again, %ld exclusive\n",
+			       ksm_pagemap_count(a, NPAGES, PM_PRESENT), NPAGES,
+			       ksm_pagemap_count(a, NPAGES,
+						 PM_PRESENT | PM_EXCLUSIVE));
 		check_zero("swapoff", a, zero);
 		zero -= NPAGES;
 	}
 
 	/* 2: a read fault keeps a swapped-in page read-only for soft-dirty. */
 	ksm_write("run", 0);
-	if (count_pm(b, NPAGES, PM_SOFT_DIRTY) < NPAGES) {
+	if (ksm_pagemap_count(b, NPAGES, PM_SOFT_DIRTY) < NPAGES) {
 		/* a written page is soft-dirty where soft-dirty is built */
 		ksm_report(KSFT_SKIP, "soft-dirty swap-in (no soft-dirty)");
 	} else if (!write_and_swap_out(b)) {

@@ -181,21 +181,7 @@ static bool swap_present(void)
 /* Number of pages of [a, a + n pages) whose PTE is a swap entry; -1 on error. */
 static long count_swapped(char *a, long n)
 {
-	uint64_t *e = calloc(n, sizeof(*e));
-	long swapped = -1;
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd >= 0 && e &&
-	    pread(fd, e, n * sizeof(*e), (unsigned long)a / page_size *
-		  sizeof(*e)) == (ssize_t)(n * sizeof(*e))) {
-		swapped = 0;
-		for (long i = 0; i < n; i++)
-			swapped += !!(e[i] & PM_SWAP_BIT);
-	}
-	if (fd >= 0)
-		close(fd);
-	free(e);
-	return swapped;
+	return ksm_pagemap_count(a, n, PM_SWAP_BIT);
 }
 
 /*
