@@ -458,6 +458,32 @@ static int ksm_hash_seed_set(void *data, u64 val)
 DEFINE_DEBUGFS_ATTRIBUTE(ksm_hash_seed_fops, ksm_hash_seed_get,
 			 ksm_hash_seed_set, "%llu\n");
 
+/*
+ * debugfs ksm/next_domain: the next fresh domain id.  0 makes the
+ * callers of ksm_fresh_domain() fail as once every id was handed out, so
+ * that tests can reach those paths.  A test that sets it back lets ids be
+ * handed out twice: for tests only.
+ */
+static int ksm_next_domain_get(void *data, u64 *val)
+{
+	spin_lock(&ksm_domain_lock);
+	*val = ksm_next_domain;
+	spin_unlock(&ksm_domain_lock);
+	return 0;
+}
+
+static int ksm_next_domain_set(void *data, u64 val)
+{
+	if (val > INT_MAX)
+		return -EINVAL;
+	spin_lock(&ksm_domain_lock);
+	ksm_next_domain = val;
+	spin_unlock(&ksm_domain_lock);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ksm_next_domain_fops, ksm_next_domain_get,
+			 ksm_next_domain_set, "%llu\n");
+
 static void __init ksm_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir("ksm", NULL);
@@ -465,6 +491,8 @@ static void __init ksm_debugfs_init(void)
 	debugfs_create_u32("race_delay_us", 0600, dir, &ksm_race_delay_us);
 	debugfs_create_file_unsafe("hash_seed", 0600, dir, NULL,
 				   &ksm_hash_seed_fops);
+	debugfs_create_file_unsafe("next_domain", 0600, dir, NULL,
+				   &ksm_next_domain_fops);
 }
 #else
 static inline void ksm_race_delay(void)
@@ -3590,9 +3618,11 @@ static void slot_forget_keys(struct ksm_mm_slot *slot)
 
 /*
  * Register @mm with ksmd; with @from, in @from's merge domain (fork,
- * exec), else in domain 0 or, under merge_domains=2, a fresh one.
+ * exec), else in @domain if chosen (not KSM_DOMAIN_UNSET), else in domain
+ * 0 or, under merge_domains=2, a fresh one.
  */
-static int ksm_enter_from(struct mm_struct *mm, struct mm_struct *from)
+static int ksm_enter_from(struct mm_struct *mm, struct mm_struct *from,
+			  int domain)
 {
 	struct ksm_mm_slot *slot = mm_slot_alloc(mm_slot_cache);
 	struct ksm_mm_slot *parent;
@@ -3603,7 +3633,7 @@ static int ksm_enter_from(struct mm_struct *mm, struct mm_struct *from)
 		return -ENOMEM;
 	ms = &slot->slot;
 	ms->mm = mm;
-	slot->domain = KSM_DOMAIN_UNSET;
+	slot->domain = domain;
 	/* At the tail: ksmd gets to it at the end of its current pass. */
 	spin_lock(&ksm_mmlist_lock);
 	parent = from ? get_mm_slot(from) : NULL;
@@ -3636,14 +3666,14 @@ static int ksm_enter_from(struct mm_struct *mm, struct mm_struct *from)
 
 int __ksm_enter(struct mm_struct *mm)
 {
-	return ksm_enter_from(mm, NULL);
+	return ksm_enter_from(mm, NULL, KSM_DOMAIN_UNSET);
 }
 
 int __ksm_fork(struct mm_struct *mm, struct mm_struct *oldmm)
 {
 	/* Before dup_mmap() write-protects @oldmm: see est_note_move(). */
 	est_note_move();
-	return ksm_enter_from(mm, oldmm);
+	return ksm_enter_from(mm, oldmm, KSM_DOMAIN_UNSET);
 }
 
 /*
@@ -3666,7 +3696,7 @@ int __ksm_execve(struct mm_struct *mm)
 		spin_unlock(&ksm_mmlist_lock);
 	}
 	if (keep || test_bit(MMF_VM_MERGE_ANY, &mm->flags))
-		return ksm_enter_from(mm, keep ? old : NULL);
+		return ksm_enter_from(mm, keep ? old : NULL, KSM_DOMAIN_UNSET);
 	return 0;
 }
 
@@ -3861,23 +3891,30 @@ static int ksm_lock_online_killable(void)
 
 /*
  * PR_SET_MEMORY_MERGE_DOMAIN.  The mm's KSM pages are unmerged first, with
- * ksmd held off, so that no page of it stays shared with its old domain;
- * if that fails, the domain stays as it was.  Returns the id of a fresh
- * domain, else 0 or an error.
+ * ksmd held off, so that no page of it stays shared with its old domain.
+ * Whatever fails leaves the mm as it was: a fresh id is taken before
+ * anything changes (a failed call only wastes it), and an mm not yet
+ * registered has no KSM page, so it is registered in its new domain as
+ * the last step.  Returns the id of a fresh domain, else 0 or an error.
  */
 int ksm_set_merge_domain(struct mm_struct *mm, unsigned long arg)
 {
 	bool fresh = arg == PR_MEMORY_MERGE_DOMAIN_NEW ||
 		     arg == (u32)PR_MEMORY_MERGE_DOMAIN_NEW;
 	struct ksm_mm_slot *slot;
-	int id = 0, err;
+	int id, err;
 
-	if (!fresh) {
+	if (fresh) {
+		id = ksm_fresh_domain();
+		if (!id)
+			return -ENOSPC;
+	} else {
 		if (arg > INT_MAX)
 			return -EINVAL;
 		if (!capable(CAP_SYS_RESOURCE))
 			return -EPERM;
 		id = arg;
+		/* Before the id is used, so that no fresh id can equal it. */
 		err = id ? ksm_note_joined_domain(id) : 0;
 		if (err)
 			return err;
@@ -3889,28 +3926,30 @@ int ksm_set_merge_domain(struct mm_struct *mm, unsigned long arg)
 	err = -EINTR;
 	if (mmap_write_lock_killable(mm))
 		goto out_mutex;
-	err = ksm_register(mm);
-	if (err)
-		goto out;
 	spin_lock(&ksm_mmlist_lock);
 	slot = get_mm_slot(mm);
 	spin_unlock(&ksm_mmlist_lock);
-	if (!fresh && slot->domain == id)
-		goto out;
-	err = unmerge_mm(mm);
-	if (err)
-		goto out;
-	if (fresh) {
-		id = ksm_fresh_domain();
-		err = -ENOSPC;
-		if (!id)
-			goto out;
+	if (!slot) {
+		/*
+		 * A fork whose registration failed (ksm_fork() goes on) maps
+		 * its parent's KSM pages without a slot: unmerge it all the
+		 * same.  For any other mm this finds nothing.
+		 */
+		err = unmerge_mm(mm);
+		if (!err)
+			err = ksm_enter_from(mm, NULL, id);
+	} else if (fresh || slot->domain != id) {
+		err = unmerge_mm(mm);
+		if (!err) {
+			slot_forget_keys(slot);
+			WRITE_ONCE(slot->domain, id);
+			trace_ksm_merge_domain(mm, id);
+		}
+	} else {
+		err = 0;
 	}
-	slot_forget_keys(slot);
-	WRITE_ONCE(slot->domain, id);
-	trace_ksm_merge_domain(mm, id);
-	err = fresh ? id : 0;
-out:
+	if (!err && fresh)
+		err = id;
 	mmap_write_unlock(mm);
 out_mutex:
 	mutex_unlock(&ksm_thread_mutex);
@@ -4623,7 +4662,6 @@ static int ksm_set_merge_domains(unsigned long val)
 	 */
 	if (ksm_pages_shared || !ksm_no_stable_nodes())
 		return -EBUSY;
-	forget_unstable_trees();
 	spin_lock(&ksm_mmlist_lock);
 	list_for_each_entry(slot, &ksm_mm_head.slot.mm_node, slot.mm_node) {
 		if (val == KSM_DOMAINS_ISOLATE && !slot->auto_domain &&
@@ -4631,10 +4669,15 @@ static int ksm_set_merge_domains(unsigned long val)
 			err = slot_take_auto_domain(slot);
 			if (err)
 				break;
-			trace_ksm_merge_domain(slot->slot.mm,
-					       slot->auto_domain);
 		}
 	}
+	/* Now they enter their own domains, old ids or new. */
+	if (!err && val == KSM_DOMAINS_ISOLATE)
+		list_for_each_entry(slot, &ksm_mm_head.slot.mm_node,
+				    slot.mm_node)
+			if (slot->domain == KSM_DOMAIN_UNSET)
+				trace_ksm_merge_domain(slot->slot.mm,
+						       slot->auto_domain);
 	/*
 	 * The items keep their keys of the old rule: a real visit finds its
 	 * page "changed" and re-keys it, and a skipped one is checked before
@@ -4644,10 +4687,17 @@ static int ksm_set_merge_domains(unsigned long val)
 	if (!err)
 		WRITE_ONCE(ksm_merge_domains, val);
 	spin_unlock(&ksm_mmlist_lock);
+	/*
+	 * -ENOSPC: every id was handed out.  The ids some slots got stay
+	 * theirs; they count only under 2, which they would get anyway.
+	 */
+	if (err)
+		return err;
+	forget_unstable_trees();
 	/* Nor does an estimate hash that is not read again (ITEM_EST_WP). */
-	if (!err && ksm_estimate)
+	if (ksm_estimate)
 		est_distrust_marks();
-	return err;
+	return 0;
 }
 
 /*

@@ -3,9 +3,10 @@
  * KSM selftest: merge domains (PR_SET_MEMORY_MERGE_DOMAIN,
  * /sys/kernel/mm/ksm/merge_domains).  The ABI rules (EINVAL, EPERM,
  * inheritance over fork and exec, unmerge on change, EBUSY on a mode
- * change while pages are shared), and isolation checked by physical
- * frame: with domains on, no frame is shared by processes of two domains,
- * while processes of one domain still share all their identical pages.
+ * change while pages are shared, ENOSPC once no fresh id is left), and
+ * isolation checked by physical frame: with domains on, no frame is
+ * shared by processes of two domains, while processes of one domain still
+ * share all their identical pages.
  * Skips on a kernel without merge domains (upstream).
  */
 #define _GNU_SOURCE
@@ -323,6 +324,118 @@ static int child_interrupted(void)
 	return 0;
 }
 
+/* ---- every fresh id handed out ------------------------------------ */
+
+/* Debug kernels: the next fresh domain id; 0 as if all were handed out. */
+#define NEXT_DOMAIN	"/sys/kernel/debug/ksm/next_domain"
+
+/* Read NEXT_DOMAIN, then write @set unless it is < 0; old value or -1. */
+static long next_domain(long set)
+{
+	char buf[32];
+	long old = ksm_read_long_file(NEXT_DOMAIN);
+	int fd, n;
+
+	if (old < 0 || set < 0)
+		return old;
+	fd = open(NEXT_DOMAIN, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	n = snprintf(buf, sizeof(buf), "%ld", set);
+	if (write(fd, buf, n) != n)
+		old = -1;
+	close(fd);
+	return old;
+}
+
+/* The process never registered with KSM: not under merge_domains=2. */
+static bool unregistered(void)
+{
+	bool ok = true;
+
+	if (ksm_write("merge_domains", 2)) {
+		ksft_print_msg("merge_domains=2 refused: %s\n", strerror(errno));
+		return false;
+	}
+	/* registered, it would have been given a domain of its own */
+	if (get_domain() != 0) {
+		ksft_print_msg("a failed NEW left the process registered (domain %ld)\n",
+			       get_domain());
+		ok = false;
+	}
+	ksm_write("merge_domains", 0);
+	return ok;
+}
+
+static bool unshared_stable(void *arg)
+{
+	return ksm_read("pages_unshared") >= *(long *)arg;
+}
+
+/*
+ * No fresh id left: NEW fails with ENOSPC and leaves the process out of
+ * KSM, and merge_domains=2 fails with ENOSPC and keeps ksmd's unstable
+ * trees.
+ */
+static int child_exhausted(void)
+{
+	long saved, want = NR, r, unshared = 0;
+	int ret = 0, err;
+	char *p;
+
+	saved = next_domain(0);
+	if (saved < 0)
+		return 2;
+	r = set_domain(PR_MEMORY_MERGE_DOMAIN_NEW);
+	err = errno;
+	next_domain(saved);
+	if (r != -1 || err != ENOSPC) {
+		ksft_print_msg("NEW with no id left returned %ld (%s)\n", r,
+			       strerror(err));
+		return 1;
+	}
+	if (!unregistered())
+		return 1;
+
+	/* unique pages stay in the unstable tree only while visited */
+	ksm_write("smart_scan", 0);
+	p = ksm_map_patterns(NR, PAT + 100);
+	if (!p || !ksm_wait_for(unshared_stable, &want, WAIT_S)) {
+		ksft_print_msg("%d unique pages never reached the unstable tree\n", NR);
+		ksm_write("smart_scan", 1);
+		return 1;
+	}
+	/* A pass may just have begun: stop ksmd where the tree holds some. */
+	for (int i = 0; i < 100 && unshared < 1; i++) {
+		ksm_write("run", 1);
+		ksm_wait_for(unshared_stable, &want, WAIT_S);
+		ksm_write("run", 0);
+		unshared = ksm_read("pages_unshared");
+	}
+	if (unshared < 1) {
+		ksft_print_msg("ksmd never stopped with pages in the unstable tree\n");
+		ksm_write("run", 1);
+		ksm_write("smart_scan", 1);
+		return 1;
+	}
+	saved = next_domain(0);
+	r = ksm_write("merge_domains", 2);
+	next_domain(saved);
+	if (r != -ENOSPC || ksm_read("merge_domains") != 0) {
+		ksft_print_msg("merge_domains=2 with no id left: %ld, now %ld\n",
+			       r, ksm_read("merge_domains"));
+		ret = 1;
+	}
+	if (ksm_read("pages_unshared") != unshared) {
+		ksft_print_msg("unstable tree dropped by a failed write (%ld -> %ld)\n",
+			       unshared, ksm_read("pages_unshared"));
+		ret = 1;
+	}
+	ksm_write("run", 1);
+	ksm_write("smart_scan", 1);
+	return ret;
+}
+
 /* ---- isolation by frame ------------------------------------------- */
 
 /*
@@ -618,7 +731,7 @@ int main(int argc, char **argv)
 		ksft_exit_skip("KSM sysfs not writable (not root, or no KSM)\n");
 	if (ksm_read("merge_domains") < 0)
 		ksft_exit_skip("no merge domains (not our KSM)\n");
-	ksft_set_plan(10);
+	ksft_set_plan(11);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED || !ksm_begin(&saved, WAIT_S))
@@ -638,6 +751,13 @@ int main(int argc, char **argv)
 
 		ksm_reset(&ret, "unmerge", WAIT_S);
 		ksm_write("merge_domains", 0);
+	}
+	r = access(NEXT_DOMAIN, W_OK) ? KSFT_SKIP : run_child(child_exhausted);
+	ksm_report(r, "no fresh id left: ENOSPC, nothing changed");
+	{
+		int ret = KSFT_PASS;
+
+		ksm_reset(&ret, "exhausted", WAIT_S);
 	}
 
 	{
