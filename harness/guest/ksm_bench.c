@@ -16,6 +16,8 @@
  *   ksm_bench thrash K MIB SECONDS   merged pages rewritten, restored, again
  *   ksm_bench sparse GIB MIB         MIB MiB in 2 MiB islands over GIB GiB
  *   ksm_bench scaling MIB MIB...     unique-scan CPU per page at each size
+ *   ksm_bench vms N MIB SECONDS      N real QEMU guests of MIB MiB booting
+ *                                    the kernel in /vm (full bench only)
  *
  * Results are lines "BENCH <metric> <value> <unit>"; context lines start with
  * "BENCHINFO". The exit status is 0 when the workload completed, 1 when it
@@ -581,6 +583,121 @@ static void bench_scaling(int nsizes, char **sizes)
 	finish(1);
 }
 
+/* How many nested guests printed that they are up (see harness/vms.sh). */
+static int vms_up(long n)
+{
+	char path[64], line[256];
+	int up = 0;
+
+	for (long i = 0; i < n; i++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/tmp/bench-vm-%ld.log", i);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (strstr(line, "nested guest up")) {
+				up++;
+				break;
+			}
+		fclose(f);
+	}
+	return up;
+}
+
+/*
+ * N QEMU TCG guests of MIB MiB inside this guest, all booting the same
+ * kernel; QEMU itself opts their RAM in (mem-merge=on, its default).
+ * The saving (pages_sharing + ksm_zero_pages) 60 s after the launch and
+ * at the end, three full scans after the last guest is up (at most
+ * SECONDS after the launch), and ksmd CPU over the run.  The knobs are
+ * fixed, the same for every kernel: a fast scan, as on a VM host that
+ * wants its saving soon after the guests start.
+ */
+static void bench_vms(long n, long mib, long seconds)
+{
+	double t0, c0, at60 = -1, t, final, c;
+	char mem[16], serial[64];
+	long i, zero, scans_up = -1;
+	int up;
+
+	if (access("/vm/bzImage", R_OK))
+		fail("no /vm/bzImage: the initramfs lacks harness/vms.sh's archive");
+	ksm_write("run", 0);
+	knobs(1000, 20, 1);
+	ksm_write("run", 1);
+	snprintf(mem, sizeof(mem), "%ld", mib);
+	t0 = ksm_now();
+	c0 = ksmd_cpu();
+	for (i = 0; i < n; i++) {
+		pid_t pid;
+
+		snprintf(serial, sizeof(serial), "file:/tmp/bench-vm-%ld.log", i);
+		unlink(serial + 5);
+		pid = fork();
+		if (pid < 0)
+			fail("fork");
+		if (!pid) {
+			int fd = open("/tmp/bench-vm.err",
+				      O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+			/* QEMU's warnings (no epoll here) off the console */
+			if (fd >= 0)
+				dup2(fd, 2);
+			execlp("qemu-system-x86_64", "qemu-system-x86_64",
+			       "-L", "/usr/share/qemu", "-accel", "tcg,tb-size=32",
+			       "-m", mem, "-smp", "1", "-nodefaults",
+			       "-display", "none", "-vga", "none", "-no-reboot",
+			       "-kernel", "/vm/bzImage", "-initrd", "/vm/initrd.gz",
+			       "-append",
+			       "console=ttyS0 loglevel=3 acpi=noirq mitigations=off panic=-1",
+			       "-serial", serial, "-monitor", "none", (char *)NULL);
+			_exit(127);
+		}
+		kids[nkids++] = pid;
+	}
+	bench_info("vms: %ld QEMU guests x %ld MiB launched; pages_to_scan=1000 sleep=20",
+		   n, mib);
+	for (;;) {
+		usleep(500000);
+		t = ksm_now() - t0;
+		for (i = 0; i < nkids; i++)
+			if (waitpid(kids[i], NULL, WNOHANG) == kids[i]) {
+				kids[i] = kids[--nkids];
+				fail("a QEMU guest exited after %.0f s (see /tmp/bench-vm-*.log)", t);
+			}
+		zero = ksm_read("ksm_zero_pages");
+		if (at60 < 0 && t >= 60) {
+			at60 = (nmerged() + (zero > 0 ? zero : 0)) *
+			       (double)page_size / 1048576;
+			bench_info("vms: %.0f s: %.1f MiB saved, %d of %ld guests up",
+				   t, at60, vms_up(n), n);
+		}
+		/* Running guests keep changing: three full scans once all are up. */
+		if (scans_up < 0 && vms_up(n) == n) {
+			scans_up = ksm_read("full_scans");
+			bench_info("vms: all %ld guests up after %.0f s", n, t);
+		}
+		if (t >= seconds ||
+		    (scans_up >= 0 && ksm_read("full_scans") >= scans_up + 3))
+			break;
+	}
+	final = (nmerged() + (zero > 0 ? zero : 0)) * (double)page_size /
+		1048576;
+	c = ksmd_cpu() - c0;
+	up = vms_up(n);
+	bench_info("vms: %.0f s: %.1f MiB saved, %d of %ld guests up, ksmd %.1f s CPU",
+		   t, final, up, n, c);
+	if (up < n)
+		fail("only %d of %ld nested guests booted within %ld s", up, n,
+		     seconds);
+	result("vms_saving_60s", at60, "MiB");
+	result("vms_saving_final", final, "MiB");
+	result("vms_ksmd_cpu", 100.0 * c / t, "%");
+	finish(1);
+}
+
 /* XXH64 (the public algorithm), for the floor: what any dedup must do. */
 #define XP1 0x9E3779B185EBCA87ULL
 #define XP2 0xC2B2AE3D27D4EB4FULL
@@ -997,7 +1114,9 @@ int main(int argc, char **argv)
 		bench_sparse(atol(argv[2]), atol(argv[3]));
 	if (argc >= 4 && !strcmp(argv[1], "scaling"))
 		bench_scaling(argc - 2, argv + 2);
-	fprintf(stderr, "usage: ksm_bench merge K MIB | unique MIB SMART WARM SCANS [R] | largetree P D [R] | mixed MIB | advisor MIB SECONDS | estimate MIB | thrash K MIB SECONDS | sparse GIB MIB | scaling MIB MIB...\n");
+	if (argc == 5 && !strcmp(argv[1], "vms"))
+		bench_vms(atol(argv[2]), atol(argv[3]), atol(argv[4]));
+	fprintf(stderr, "usage: ksm_bench merge K MIB | unique MIB SMART WARM SCANS [R] | largetree P D [R] | mixed MIB | advisor MIB SECONDS | estimate MIB | thrash K MIB SECONDS | sparse GIB MIB | scaling MIB MIB... | vms N MIB SECONDS\n");
 	ksm_restore(&saved);
 	return 2;
 }

@@ -76,4 +76,6 @@ ksmt_run estimate 600 ksm_bench estimate $MIXED
 ksmt_run thrash 600 ksm_bench thrash $THRASH
 ksmt_run sparse 900 ksm_bench sparse $SPARSE
 ksmt_run scaling 900 ksm_bench scaling $SCALING
+# Real guests (QEMU TCG inside this guest): full bench only, see vms.sh.
+[ "$(arg quick)" = 1 ] || ksmt_run vms 600 ksm_bench vms 3 128 400
 }
