@@ -35,12 +35,12 @@ $(G)/bin/ksm_%: $(OWNDIR)/ksm_%.c $(wildcard $(OWNDIR)/*.h) $(UTIL) $(UTIL_H) $(
 	@echo "  CC (our selftest) ksm_$*"
 	@$(CC) $(TCFLAGS) -Werror -o $@ $< $(UTIL) $(TLIBS) 2>$@.log || { cat $@.log; exit 1; }
 
-$(G)/bin/ksm_demo: $(TOP)/harness/guest/ksm_demo.c $(OWNDIR)/ksm_common.h
+$(G)/bin/ksm_demo: $(TOP)/harness/guest/ksm_demo.c $(TOP)/harness/guest/nested_vm.h $(OWNDIR)/ksm_common.h
 	@mkdir -p $(dir $@)
 	@echo "  CC ksm_demo"
 	@$(CC) $(TCFLAGS) -Werror -o $@ $< $(TLIBS) 2>$@.log || { cat $@.log; exit 1; }
 
-$(G)/bin/ksm_bench: $(TOP)/harness/guest/ksm_bench.c $(OWNDIR)/ksm_common.h
+$(G)/bin/ksm_bench: $(TOP)/harness/guest/ksm_bench.c $(TOP)/harness/guest/nested_vm.h $(OWNDIR)/ksm_common.h
 	@mkdir -p $(dir $@)
 	@echo "  CC ksm_bench"
 	@$(CC) $(TCFLAGS) -Werror -o $@ $< $(TLIBS) 2>$@.log || { cat $@.log; exit 1; }

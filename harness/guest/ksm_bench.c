@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <sys/wait.h>
 #include "ksm_common.h"
+#include "nested_vm.h"
 
 #ifndef MADV_NOHUGEPAGE
 #define MADV_NOHUGEPAGE 15
@@ -583,28 +584,7 @@ static void bench_scaling(int nsizes, char **sizes)
 	finish(1);
 }
 
-/* How many nested guests printed that they are up (see harness/vms.sh). */
-static int vms_up(long n)
-{
-	char path[64], line[256];
-	int up = 0;
-
-	for (long i = 0; i < n; i++) {
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/tmp/bench-vm-%ld.log", i);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		while (fgets(line, sizeof(line), f))
-			if (strstr(line, "nested guest up")) {
-				up++;
-				break;
-			}
-		fclose(f);
-	}
-	return up;
-}
+#define VM_LOGS	"/tmp/bench-vm-"	/* nested_vm.h: /tmp/bench-vm-<i>.log */
 
 /*
  * N QEMU TCG guests of MIB MiB inside this guest, all booting the same
@@ -618,8 +598,9 @@ static int vms_up(long n)
 static void bench_vms(long n, long mib, long seconds)
 {
 	double t0, c0, at60 = -1, t, final, c;
-	char mem[16], serial[64];
-	long i, zero, scans_up = -1;
+	char log[64];
+	long zero, scans_up = -1;
+	int i;
 	int up;
 
 	if (access("/vm/bzImage", R_OK))
@@ -627,14 +608,13 @@ static void bench_vms(long n, long mib, long seconds)
 	ksm_write("run", 0);
 	knobs(1000, 20, 1);
 	ksm_write("run", 1);
-	snprintf(mem, sizeof(mem), "%ld", mib);
 	t0 = ksm_now();
 	c0 = ksmd_cpu();
 	for (i = 0; i < n; i++) {
 		pid_t pid;
 
-		snprintf(serial, sizeof(serial), "file:/tmp/bench-vm-%ld.log", i);
-		unlink(serial + 5);
+		nested_vm_log(log, sizeof(log), VM_LOGS, i);
+		unlink(log);
 		pid = fork();
 		if (pid < 0)
 			fail("fork");
@@ -645,14 +625,7 @@ static void bench_vms(long n, long mib, long seconds)
 			/* QEMU's warnings (no epoll here) off the console */
 			if (fd >= 0)
 				dup2(fd, 2);
-			execlp("qemu-system-x86_64", "qemu-system-x86_64",
-			       "-L", "/usr/share/qemu", "-accel", "tcg,tb-size=32",
-			       "-m", mem, "-smp", "1", "-nodefaults",
-			       "-display", "none", "-vga", "none", "-no-reboot",
-			       "-kernel", "/vm/bzImage", "-initrd", "/vm/initrd.gz",
-			       "-append",
-			       "console=ttyS0 loglevel=3 acpi=noirq mitigations=off panic=-1",
-			       "-serial", serial, "-monitor", "none", (char *)NULL);
+			nested_vm_exec(VM_LOGS, i, mib);
 			_exit(127);
 		}
 		kids[nkids++] = pid;
@@ -672,10 +645,10 @@ static void bench_vms(long n, long mib, long seconds)
 			at60 = (nmerged() + (zero > 0 ? zero : 0)) *
 			       (double)page_size / 1048576;
 			bench_info("vms: %.0f s: %.1f MiB saved, %d of %ld guests up",
-				   t, at60, vms_up(n), n);
+				   t, at60, nested_vms_up(VM_LOGS, n), n);
 		}
 		/* Running guests keep changing: three full scans once all are up. */
-		if (scans_up < 0 && vms_up(n) == n) {
+		if (scans_up < 0 && nested_vms_up(VM_LOGS, n) == n) {
 			scans_up = ksm_read("full_scans");
 			bench_info("vms: all %ld guests up after %.0f s", n, t);
 		}
@@ -686,7 +659,7 @@ static void bench_vms(long n, long mib, long seconds)
 	final = (nmerged() + (zero > 0 ? zero : 0)) * (double)page_size /
 		1048576;
 	c = ksmd_cpu() - c0;
-	up = vms_up(n);
+	up = nested_vms_up(VM_LOGS, n);
 	bench_info("vms: %.0f s: %.1f MiB saved, %d of %ld guests up, ksmd %.1f s CPU",
 		   t, final, up, n, c);
 	if (up < n)

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <sys/wait.h>
 #include "ksm_common.h"
+#include "nested_vm.h"
 
 #define ACT_SECONDS	150	/* give up on an act after this */
 #define READY_SECONDS	120	/* the workload must be in memory by then */
@@ -78,24 +79,19 @@ static void fill(char *p, size_t len, uint64_t salt)
 	}
 }
 
-/* A nested guest: QEMU's default mem-merge=on madvises its RAM. */
+#define QEMU_LOGS	"/tmp/qemu-"	/* nested_vm.h: /tmp/qemu-<i>.log */
+
+/* A nested guest (see nested_vm.h). */
 static void qemu_member(int proc, int ready_fd)
 {
-	char mem[16], serial[64];
+	char log[64];
 
-	snprintf(mem, sizeof(mem), "%d", QEMU_MIB);
-	snprintf(serial, sizeof(serial), "file:/tmp/qemu-%d.log", proc);
-	unlink(serial + 5);
+	nested_vm_log(log, sizeof(log), QEMU_LOGS, proc);
+	unlink(log);
 	if (write(ready_fd, "x", 1) != 1)
 		_exit(3);
 	close(ready_fd);
-	execlp("qemu-system-x86_64", "qemu-system-x86_64", "-L",
-	       "/usr/share/qemu", "-accel", "tcg,tb-size=32", "-m", mem,
-	       "-smp", "1", "-nodefaults", "-display", "none", "-vga", "none",
-	       "-no-reboot", "-kernel", "/vm/bzImage", "-initrd",
-	       "/vm/initrd.gz", "-append",
-	       "console=ttyS0 loglevel=3 acpi=noirq mitigations=off panic=-1",
-	       "-serial", serial, "-monitor", "none", (char *)NULL);
+	nested_vm_exec(QEMU_LOGS, proc, QEMU_MIB);
 	_exit(127);
 }
 
@@ -105,34 +101,11 @@ static bool qemu_started(int n)
 	char path[64];
 
 	for (int i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "/tmp/qemu-%d.log", i);
+		nested_vm_log(path, sizeof(path), QEMU_LOGS, i);
 		if (access(path, F_OK))
 			return false;
 	}
 	return true;
-}
-
-/* How many nested guests printed that they are up. */
-static int qemu_guests_up(int n)
-{
-	char path[64], line[256];
-	int up = 0;
-
-	for (int i = 0; i < n; i++) {
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/tmp/qemu-%d.log", i);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		while (fgets(line, sizeof(line), f))
-			if (strstr(line, "nested guest up")) {
-				up++;
-				break;
-			}
-		fclose(f);
-	}
-	return up;
 }
 
 /* One process of an act: map, opt in, load, report ready, wait. */
@@ -388,7 +361,7 @@ static bool run_act(const struct act *a, int no, int nacts, struct result *res)
 		if (!strncmp(line, "    time", 8))
 			continue;
 		if (a->qemu) {
-			int now_up = qemu_guests_up(a->nproc);
+			int now_up = nested_vms_up(QEMU_LOGS, a->nproc);
 
 			if (now_up > up)
 				printf("%d of %d guests up after %.0f s\n",
