@@ -1750,10 +1750,21 @@ static bool ctl_migrate;	/* the migrate scenario: kill run=2 writers */
 static bool ctl_domains;	/* the domains scenario: flip merge_domains */
 static bool have_race_delay;	/* debug kernel fault injection knob */
 
+/* Estimate scenario: full_scans when the estimate last started over. */
+static long ctl_est_scans;
+
 static void ctl_write(const char *name, long val, bool busy_ok)
 {
 	int err = ksm_write(name, val);
 
+	/*
+	 * run=2 frees every item (even one interrupted frees some), and a
+	 * merge_across_nodes change rebuilds the trees: the witness's pages
+	 * are new to ksmd, so a full estimate is again 3 full scans away.
+	 */
+	if ((!strcmp(name, "run") && val == 2) ||
+	    (!strcmp(name, "merge_across_nodes") && !err))
+		ctl_est_scans = ksm_read("full_scans");
 	if (!err)
 		return;
 	if ((busy_ok && err == -EBUSY) ||
@@ -1797,7 +1808,6 @@ static void ctl_settle_and(const char *name, long val)
 #define KPF_ZERO_PAGE	24
 static bool ctl_estimate;	/* the estimate scenario */
 static bool ctl_est_on;		/* we set estimate=1 */
-static long ctl_est_scans;	/* full_scans when it was set */
 static long ctl_est_checks, ctl_est_ons, ctl_est_refused;
 static pid_t witness_pid;
 static char *witness_addr;	/* same address in the witness (fork) */
@@ -1909,9 +1919,10 @@ static void ctl_check_estimate(void)
 		}
 		witness_pfn[i] = pfn[i];
 	}
-	/* run=2 restarts the count; 2 full scans make a complete estimate */
-	if (scans < ctl_est_scans)
-		ctl_est_scans = scans;
+	/*
+	 * From estimate=1 or the last reset (ctl_write()): a partial pass,
+	 * a pass that sees the pages first, a pass that counts them.
+	 */
 	if (scans >= ctl_est_scans + 3 &&
 	    ksm_read("estimate_pages_sharing") +
 	    ksm_read("estimate_zero_pages") < 16) {
@@ -1974,6 +1985,7 @@ static void ctl_killed_run2(void)
 	usleep(rndn(&ctl_rng, 40000));
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+	ctl_est_scans = ksm_read("full_scans");
 	ctl_write("run", 1, false);
 }
 
