@@ -3894,8 +3894,8 @@ static int ksm_lock_online_killable(void)
  * ksmd held off, so that no page of it stays shared with its old domain.
  * Whatever fails leaves the mm as it was: a fresh id is taken before
  * anything changes (a failed call only wastes it), and an mm not yet
- * registered has no KSM page, so it is registered in its new domain as
- * the last step.  Returns the id of a fresh domain, else 0 or an error.
+ * registered is unmerged too (see below) and registered in its new domain
+ * as the last step.  Returns the id of a fresh domain, else 0 or an error.
  */
 int ksm_set_merge_domain(struct mm_struct *mm, unsigned long arg)
 {
