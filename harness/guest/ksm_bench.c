@@ -586,12 +586,21 @@ static void bench_scaling(int nsizes, char **sizes)
 
 #define VM_LOGS	"/tmp/bench-vm-"	/* nested_vm.h: /tmp/bench-vm-<i>.log */
 
+/* Saved MiB as the thrash rows count it: pages_sharing + ksm_zero_pages. */
+static double vms_saved_mib(void)
+{
+	long zero = ksm_read("ksm_zero_pages");
+
+	return (nmerged() + (zero > 0 ? zero : 0)) * (double)page_size /
+	       1048576;
+}
+
 /*
  * N QEMU TCG guests of MIB MiB inside this guest, all booting the same
  * kernel; QEMU itself opts their RAM in (mem-merge=on, its default).
- * The saving (pages_sharing + ksm_zero_pages) 60 s after the launch and
- * at the end, three full scans after the last guest is up (at most
- * SECONDS after the launch), and ksmd CPU over the run.  The knobs are
+ * The saving 60 s after the launch and at the end: three full scans after
+ * the last guest is up, but not before the 60 s sample (at most SECONDS
+ * after the launch); and ksmd CPU over the run.  The knobs are
  * fixed, the same for every kernel: a fast scan, as on a VM host that
  * wants its saving soon after the guests start.
  */
@@ -599,9 +608,8 @@ static void bench_vms(long n, long mib, long seconds)
 {
 	double t0, c0, at60 = -1, t, final, c;
 	char log[64];
-	long zero, scans_up = -1;
-	int i;
-	int up;
+	long scans_up = -1;
+	int i, up;
 
 	if (access("/vm/bzImage", R_OK))
 		fail("no /vm/bzImage: the initramfs lacks harness/vms.sh's archive");
@@ -640,10 +648,8 @@ static void bench_vms(long n, long mib, long seconds)
 				kids[i] = kids[--nkids];
 				fail("a QEMU guest exited after %.0f s (see /tmp/bench-vm-*.log)", t);
 			}
-		zero = ksm_read("ksm_zero_pages");
 		if (at60 < 0 && t >= 60) {
-			at60 = (nmerged() + (zero > 0 ? zero : 0)) *
-			       (double)page_size / 1048576;
+			at60 = vms_saved_mib();
 			bench_info("vms: %.0f s: %.1f MiB saved, %d of %ld guests up",
 				   t, at60, nested_vms_up(VM_LOGS, n), n);
 		}
@@ -652,12 +658,11 @@ static void bench_vms(long n, long mib, long seconds)
 			scans_up = ksm_read("full_scans");
 			bench_info("vms: all %ld guests up after %.0f s", n, t);
 		}
-		if (t >= seconds ||
-		    (scans_up >= 0 && ksm_read("full_scans") >= scans_up + 3))
+		if (t >= seconds || (at60 >= 0 && scans_up >= 0 &&
+				     ksm_read("full_scans") >= scans_up + 3))
 			break;
 	}
-	final = (nmerged() + (zero > 0 ? zero : 0)) * (double)page_size /
-		1048576;
+	final = vms_saved_mib();
 	c = ksmd_cpu() - c0;
 	up = nested_vms_up(VM_LOGS, n);
 	bench_info("vms: %.0f s: %.1f MiB saved, %d of %ld guests up, ksmd %.1f s CPU",
